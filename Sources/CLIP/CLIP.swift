@@ -1,0 +1,2 @@
+import Tensor
+public enum CLIPPlaceholder {}

@@ -1,0 +1,2 @@
+// Placeholder replaced by the engine.
+public enum TensorPlaceholder {}

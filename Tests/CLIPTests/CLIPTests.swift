@@ -1,0 +1,3 @@
+import XCTest
+@testable import CLIP
+final class CLIPTests: XCTestCase { func testNothing() {} }

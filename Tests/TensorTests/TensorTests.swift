@@ -1,0 +1,3 @@
+import XCTest
+@testable import Tensor
+final class TensorTests: XCTestCase { func testNothing() {} }
