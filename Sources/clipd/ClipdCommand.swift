@@ -1,9 +1,14 @@
 import ArgumentParser
 
-struct ClipdCommand: ParsableCommand {
+
+struct ClipdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
-        subcommands: []
+        subcommands: [
+            EmbedCommand.self,
+            BenchCommand.self,
+            BLASCheckCommand.self,
+        ]
     )
 }
