@@ -32,5 +32,6 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
     ]
 )
