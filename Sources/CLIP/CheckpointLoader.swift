@@ -33,7 +33,17 @@ public enum CheckpointLoader {
             return try assemble(config: try hfConfig(configURL, preprocessor: dir.appendingPathComponent("preprocessor_config.json")),
                                 tensors: tensors, naming: .huggingFace, format: "huggingface", path: path, metadata: metadata)
         }
-        let config = try openAIConfig(tensors: tensors, configURL: dir.appendingPathComponent("open_clip_config.json"), file: path)
+        let config: CLIPConfig
+        if let embedded = metadata["clipd.config"] {
+            // Written by clipd: the architecture travels inside the file.
+            guard let decoded = try? JSONDecoder().decode(CLIPConfig.self, from: Data(embedded.utf8)) else {
+                throw CLIPError(.corrupt, "\(path): unreadable clipd.config metadata")
+            }
+            try decoded.validate()
+            config = decoded
+        } else {
+            config = try openAIConfig(tensors: tensors, configURL: dir.appendingPathComponent("open_clip_config.json"), file: path)
+        }
         return try assemble(config: config, tensors: tensors, naming: .openAI,
                             format: url.pathExtension == "safetensors" ? "openai-safetensors" : "openai-torch",
                             path: path, metadata: metadata)

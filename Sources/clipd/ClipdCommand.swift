@@ -9,6 +9,7 @@ struct ClipdCommand: AsyncParsableCommand {
             EmbedCommand.self,
             BenchCommand.self,
             BLASCheckCommand.self,
+            FinetuneCommand.self,
         ]
     )
 }
