@@ -24,7 +24,10 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
+        .target(name: "Pipeline", dependencies: ["CLIP", "Tensor"]),
         .target(name: "clipd", dependencies: [
+            "Pipeline",
             "Tensor", "CLIP", "CLIPTokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
