@@ -36,5 +36,6 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
     ]
 )
