@@ -24,8 +24,10 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        // Synthetic captioned shape scenes for training demos and tests.
+        .target(name: "Synthetic"),
         // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
-        .target(name: "Pipeline", dependencies: ["CLIP", "Tensor"]),
+        .target(name: "Pipeline", dependencies: ["CLIP", "Tensor", "Synthetic"]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
             "Tensor", "CLIP", "CLIPTokenizer",

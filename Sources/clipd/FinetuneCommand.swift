@@ -7,7 +7,7 @@ struct FinetuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Contrastive fine-tuning of CLIP models.",
-        subcommands: [FinetuneStepCommand.self]
+        subcommands: [FinetuneStepCommand.self, TrainShapesCommand.self]
     )
 }
 
