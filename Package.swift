@@ -23,7 +23,8 @@ let package = Package(
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
-        .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         .target(name: "clipd", dependencies: [
             "Tensor", "CLIP", "CLIPTokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -32,5 +33,6 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
     ]
 )
