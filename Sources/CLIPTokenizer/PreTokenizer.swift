@@ -21,14 +21,18 @@ enum PreTokenizer {
             let c = s[i]
             let v = c.value
             if c == "<" {
+                // open_clip maps only the exact strings to the special ids (through its BPE cache);
+                // a case-folded spelling such as "<ſtart_of_text>" is split here but BPE-encoded.
                 if matches(s, i, startOfText) {
-                    if !emit(.startOfText) { return }
-                    i += startOfText.count
+                    let range = i..<(i + startOfText.count)
+                    if !emit(s[range].elementsEqual(startOfText) ? .startOfText : .text(range)) { return }
+                    i = range.upperBound
                     continue
                 }
                 if matches(s, i, endOfText) {
-                    if !emit(.endOfText) { return }
-                    i += endOfText.count
+                    let range = i..<(i + endOfText.count)
+                    if !emit(s[range].elementsEqual(endOfText) ? .endOfText : .text(range)) { return }
+                    i = range.upperBound
                     continue
                 }
             } else if c == "'" {
