@@ -19,7 +19,7 @@ public struct BytePairVocabulary: Sendable {
 
     /// Loads `bpe_simple_vocab_16e6.txt.gz` shipped with this module.
     public static func bundled() throws -> BytePairVocabulary {
-        guard let url = Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz") else {
+        guard let url = bundledFileURL else {
             throw CLIPTokenizerError(.vocabularyResourceMissing, "bpe_simple_vocab_16e6.txt.gz is missing from the CLIPTokenizer bundle")
         }
         let data: Data
@@ -27,6 +27,10 @@ public struct BytePairVocabulary: Sendable {
             throw CLIPTokenizerError(.vocabularyResourceMissing, "cannot read \(url.path): \(error)")
         }
         return try BytePairVocabulary(gzippedMerges: [UInt8](data))
+    }
+
+    static var bundledFileURL: URL? {
+        Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz")
     }
 
     public init(gzippedMerges: [UInt8]) throws {
