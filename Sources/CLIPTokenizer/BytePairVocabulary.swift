@@ -112,9 +112,22 @@ public struct BytePairVocabulary: Sendable {
         mergeRanks[UInt64(UInt32(first)) << 32 | UInt64(UInt32(second))]
     }
 
-    /// Applies the merges to one pre-split piece given as UTF-8 bytes, lowest rank first, every
-    /// occurrence of the chosen pair left to right (open_clip's `bpe`). Appends the ids to `out`.
+    /// Pieces longer than this use the heap-based merge (O(n log n)); shorter ones the direct loop.
+    static let longWordBytes = 48
+
+    /// Applies the merges to one pre-split piece given as UTF-8 bytes (open_clip's `bpe`) and
+    /// appends the ids to `out`.
     func mergeWord(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        if bytes.count > Self.longWordBytes {
+            mergeLongWord(bytes, into: &out)
+        } else {
+            mergeWordDirectly(bytes, into: &out)
+        }
+    }
+
+    /// The reference algorithm: repeatedly pick the lowest-ranked adjacent pair and merge every
+    /// occurrence of it left to right. Quadratic in the piece length.
+    func mergeWordDirectly(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
         let count = bytes.count
         guard count > 0 else { return }
         if count == 1 {
@@ -155,5 +168,78 @@ public struct BytePairVocabulary: Sendable {
             swap(&word, &scratch)
         }
         out.append(contentsOf: word)
+    }
+
+    /// Same result as `mergeWordDirectly` in O(n log n), for very long pieces (a caption that is
+    /// one enormous "word"). Candidate pairs sit in a min-heap keyed by (rank, position); stale
+    /// entries are skipped when popped. Equal to the reference because a merge can only create
+    /// pairs of higher rank than its own (a symbol exists only after the merge that makes it), so
+    /// processing by rank, then left to right, replays the reference's passes.
+    func mergeLongWord(_ bytes: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let count = bytes.count
+        guard count > 0 else { return }
+        var symbol = bytes.map { byteSymbol[Int($0)] }
+        symbol[count - 1] += 256
+        var next = Array(1...count)          // count = end of list
+        var previous = Array(-1..<(count - 1))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MinHeap()
+        for i in 0..<(count - 1) {
+            if let r = rank(symbol[i], symbol[i + 1]) { heap.push(UInt64(r) << 32 | UInt64(i)) }
+        }
+        while let key = heap.pop() {
+            let left = Int(key & 0xFFFF_FFFF)
+            let keyRank = Int32(key >> 32)
+            guard alive[left] else { continue }
+            let right = next[left]
+            guard right < count, rank(symbol[left], symbol[right]) == keyRank else { continue }
+            symbol[left] = 512 + keyRank
+            alive[right] = false
+            next[left] = next[right]
+            if next[right] < count { previous[next[right]] = left }
+            let before = previous[left]
+            if before >= 0, let r = rank(symbol[before], symbol[left]) { heap.push(UInt64(r) << 32 | UInt64(before)) }
+            if next[left] < count, let r = rank(symbol[left], symbol[next[left]]) { heap.push(UInt64(r) << 32 | UInt64(left)) }
+        }
+        var i = 0
+        while i < count {
+            out.append(symbol[i])
+            i = next[i]
+        }
+    }
+}
+
+/// A binary min-heap of UInt64 keys.
+struct MinHeap {
+    private var items = [UInt64]()
+
+    mutating func push(_ key: UInt64) {
+        items.append(key)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child] < items[parent] else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> UInt64? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < items.count && items[left] < items[smallest] { smallest = left }
+                if right < items.count && items[right] < items[smallest] { smallest = right }
+                if smallest == parent { break }
+                items.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return top
     }
 }

@@ -100,14 +100,18 @@ public final class CLIPTokenizer: Sendable {
         return ids
     }
 
+    /// Pieces longer than this are not cached: they are rare and would bloat the cache.
+    static let cachedPieceBytes = 128
+
     private func appendWord(_ utf8: [UInt8], to ids: inout [Int32]) {
-        if let cached = cache.lookup(utf8) {
+        let cacheable = utf8.count <= Self.cachedPieceBytes
+        if cacheable, let cached = cache.lookup(utf8) {
             ids.append(contentsOf: cached)
             return
         }
         var word = [Int32]()
         utf8.withUnsafeBufferPointer { vocabulary.mergeWord($0, into: &word) }
-        cache.store(utf8, word)
+        if cacheable { cache.store(utf8, word) }
         ids.append(contentsOf: word)
     }
 
