@@ -30,18 +30,25 @@ public final class CLIPTokenizer: Sendable {
     /// Captions longer than this many scalars are cleaned in growing prefixes until the context
     /// is full, so that a 1 MB caption costs about as much as a short one.
     public let cleaningPrefixScalars: Int
+    /// Nothing after this many scalars is ever looked at, which bounds the cost of pathological
+    /// captions (say a megabyte of line breaks). open_clip would read on: such a caption differs
+    /// from it only if its first 65,536 characters clean to fewer tokens than the context holds.
+    public let maximumCleanedScalars: Int
     private let cache: WordCache
 
     /// Uses the vocabulary bundled with this module.
-    public convenience init(cacheCapacity: Int = 200_000, cleaningPrefixScalars: Int = 4096) throws {
+    public convenience init(cacheCapacity: Int = 200_000, cleaningPrefixScalars: Int = 4096,
+                            maximumCleanedScalars: Int = 65_536) throws {
         self.init(vocabulary: try BytePairVocabulary.bundled(), cacheCapacity: cacheCapacity,
-                  cleaningPrefixScalars: cleaningPrefixScalars)
+                  cleaningPrefixScalars: cleaningPrefixScalars, maximumCleanedScalars: maximumCleanedScalars)
     }
 
-    public init(vocabulary: BytePairVocabulary, cacheCapacity: Int = 200_000, cleaningPrefixScalars: Int = 4096) {
+    public init(vocabulary: BytePairVocabulary, cacheCapacity: Int = 200_000, cleaningPrefixScalars: Int = 4096,
+                maximumCleanedScalars: Int = 65_536) {
         self.vocabulary = vocabulary
         self.cache = WordCache(capacity: cacheCapacity)
         self.cleaningPrefixScalars = max(64, cleaningPrefixScalars)
+        self.maximumCleanedScalars = max(self.cleaningPrefixScalars, maximumCleanedScalars)
     }
 
     /// Tokenizes UTF-8 bytes; invalid sequences become U+FFFD first (as a lenient decoder does).
@@ -68,15 +75,17 @@ public final class CLIPTokenizer: Sendable {
 
     /// BPE ids of the cleaned caption, without start/end tokens, at most `maxTokens` of them.
     public func encode(_ text: String, maxTokens: Int = Int.max) -> [Int32] {
-        let scalars = Array(text.unicodeScalars)
         var prefixLength = cleaningPrefixScalars
         while true {
-            let cut = prefixLength < scalars.count
-            let input = cut ? Array(scalars[0..<prefixLength]) : scalars
+            // One scalar more than the prefix tells whether the caption goes on.
+            var input = Array(text.unicodeScalars.prefix(prefixLength + 1))
+            let cut = input.count > prefixLength
+            if cut { input.removeLast() }
             let ids = encodeCleaned(TextCleaner.cleanLower(input), maxTokens: maxTokens)
-            // A cut prefix is exact once it fills the context (the rest of the caption is dropped anyway).
-            if !cut || ids.count >= maxTokens { return ids }
-            prefixLength *= 4
+            // A cut prefix is exact once it fills the context (the rest of the caption is dropped
+            // anyway); otherwise retry with a longer prefix, up to the hard limit.
+            if !cut || ids.count >= maxTokens || prefixLength >= maximumCleanedScalars { return ids }
+            prefixLength = min(prefixLength * 4, maximumCleanedScalars)
         }
     }
 

@@ -33,7 +33,7 @@ enum MojibakeDetector {
         for (bit, members) in mojibakeCategoryMembers.enumerated() {
             for scalar in members.unicodeScalars { table[Int(scalar.value)] |= 1 << UInt32(bit) }
         }
-        let literals = "ŒœÂÃÎÐ€œŠš¢£Ÿž\u{A0}\u{AD}®©°·»–—´×²³ØÙµàÃ²µ¹¼½¾√±∂†≠™≤≥¥ø≈‚ÄìîïòôúùûπâóäêвЂГўВРСβΆāΒΓΞΟ"
+        let literals = " ŒœÂÃÎÐ€œŠš¢£Ÿž\u{A0}\u{AD}®©°·»–—´×²³ØÙµàÃ²µ¹¼½¾√±∂†≠™≤≥¥ø≈‚ÄìîïòôúùûπâóäêвЂГўВРСβΆāΒΓΞΟ"
         for scalar in literals.unicodeScalars { table[Int(scalar.value)] |= Category.literal.rawValue }
         return table
     }()
@@ -46,14 +46,11 @@ enum MojibakeDetector {
     /// `ftfy.badness.is_bad`: does any badness pattern match anywhere?
     static func isBad(_ text: ArraySlice<Unicode.Scalar>) -> Bool {
         let s = Array(text)
-        let n = s.count
-        var anyFlagged = false
-        for scalar in s where category(scalar).rawValue != 0 && !(scalar == " ") {
-            anyFlagged = true
-            break
-        }
-        guard anyFlagged else { return false }
-        for i in 0..<n where matchesAt(s, i) { return true }
+        let table = categories
+        let cats = s.map { $0.value < 0x10000 ? Category(rawValue: table[Int($0.value)]) : [] }
+        // Every pattern needs at least one categorised character other than the space.
+        guard zip(s, cats).contains(where: { !$0.1.isEmpty && $0.0 != " " }) else { return false }
+        for i in 0..<s.count where matchesAt(s, cats, i) { return true }
         return false
     }
 
@@ -63,12 +60,13 @@ enum MojibakeDetector {
     private static let accentedBoxPunctuation: Category = [.bad, .lowerAccented, .upperAccented, .box, .startPunctuation, .endPunctuation, .currency, .numeric, .law]
     private static let lettersBoxPunctuation: Category = [.lowerAccented, .upperAccented, .box, .startPunctuation, .endPunctuation, .currency, .numeric, .law]
 
-    private static func matchesAt(_ s: [Unicode.Scalar], _ i: Int) -> Bool {
+    private static func matchesAt(_ s: [Unicode.Scalar], _ cats: [Category], _ i: Int) -> Bool {
         let n = s.count
-        @inline(__always) func cat(_ j: Int) -> Category { j < n ? category(s[j]) : [] }
+        @inline(__always) func cat(_ j: Int) -> Category { j < n ? cats[j] : [] }
         @inline(__always) func has(_ j: Int, _ c: Category) -> Bool { j < n && !cat(j).isDisjoint(with: c) }
+        // Every character spelled out in a pattern carries the `.literal` bit: a cheap first test.
         @inline(__always) func isOne(_ j: Int, _ chars: String) -> Bool {
-            j < n && chars.unicodeScalars.contains(s[j])
+            j < n && cats[j].contains(.literal) && chars.unicodeScalars.contains(s[j])
         }
         @inline(__always) func asciiLetter(_ j: Int) -> Bool {
             j < n && s[j].value < 0x80 && ((s[j].value | 0x20) >= 0x61 && (s[j].value | 0x20) <= 0x7A)
@@ -128,7 +126,7 @@ enum MojibakeDetector {
         }
         if i == 0 && isOne(0, "ÃÂ") && isOne(1, " ") { return true }
         // Â before a character it encodes as itself.
-        if (asciiLower(i) || isOne(i, ".,?!") || c0.contains(.endPunctuation)) && isOne(i + 1, "Â")
+        if (asciiLower(i) || (s[i] == "." || s[i] == "," || s[i] == "?" || s[i] == "!") || c0.contains(.endPunctuation)) && isOne(i + 1, "Â")
             && (isOne(i + 2, " ") || has(i + 2, [.startPunctuation, .endPunctuation])) { return true }
         // Windows-1253 mojibake.
         if isOne(i, "β") && isOne(i + 1, "€") && isOne(i + 2, "™\u{A0}Ά\u{AD}®°") { return true }

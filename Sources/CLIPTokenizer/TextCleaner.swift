@@ -32,10 +32,21 @@ public enum TextCleaner {
             if end < text.count { end += 1 }  // the line keeps its '\n'
             let line = text[start..<end]
             if unescapeHTML && line.contains("<") { unescapeHTML = false }
-            out.append(contentsOf: fixSegment(Array(line), unescapeHTML: unescapeHTML))
+            if line.allSatisfy(isPlainASCII) {
+                out.append(contentsOf: line)  // no fixer can change it
+            } else {
+                out.append(contentsOf: fixSegment(Array(line), unescapeHTML: unescapeHTML))
+            }
             start = end
         }
         return out
+    }
+
+    /// Printable ASCII, tab and line feed, without '&': nothing ftfy would touch.
+    @inline(__always)
+    static func isPlainASCII(_ scalar: Unicode.Scalar) -> Bool {
+        let v = scalar.value
+        return (v >= 0x20 && v < 0x7F && v != 0x26) || v == 0x0A || v == 0x09
     }
 
     /// `ftfy.fix_and_explain` on one segment: all fixers in ftfy's order until nothing changes.

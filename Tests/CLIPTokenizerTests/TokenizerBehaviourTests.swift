@@ -58,9 +58,15 @@ final class TokenizerBehaviourTests: XCTestCase {
         XCTAssertEqual(result.ids, sharedTokenizer.tokenize(String(text.prefix(2000))).ids, "only the beginning matters")
     }
 
-    func testMegabyteOfWhitespaceBeforeTheCaptionStillFindsIt() {
-        let text = String(repeating: " ", count: 1_000_000) + "a cat"
+    func testLongWhitespaceRunBeforeTheCaptionStillFindsIt() {
+        let text = String(repeating: " \n", count: 30_000) + "a cat"
         XCTAssertEqual(Array(sharedTokenizer.tokenize(text).ids.prefix(4)), [49406, 320, 2368, 49407])
+    }
+
+    func testNothingBeyondTheHardLimitIsRead() {
+        // The documented deviation that bounds the cost: a megabyte of line breaks is not scanned.
+        let text = String(repeating: "\n", count: 1_000_000) + "a cat"
+        XCTAssertEqual(sharedTokenizer.tokenize(text).tokenCount, 2)
     }
 
     func testDecodeRoundTripsCleanedText() {
