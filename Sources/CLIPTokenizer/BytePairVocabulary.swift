@@ -20,8 +20,14 @@ public struct BytePairVocabulary: Sendable {
     /// Loads `bpe_simple_vocab_16e6.txt.gz` shipped with this module.
     public static func bundled() throws -> BytePairVocabulary {
         guard let url = bundledFileURL else {
-            throw CLIPTokenizerError(.vocabularyResourceMissing, "bpe_simple_vocab_16e6.txt.gz is missing from the CLIPTokenizer bundle")
+            throw CLIPTokenizerError(.vocabularyResourceMissing,
+                                     "bpe_simple_vocab_16e6.txt.gz not found: install clipd_CLIPTokenizer.resources next to the executable")
         }
+        return try load(from: url)
+    }
+
+    /// Loads a gzipped vocabulary file in OpenAI's format.
+    public static func load(from url: URL) throws -> BytePairVocabulary {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw CLIPTokenizerError(.vocabularyResourceMissing, "cannot read \(url.path): \(error)")
@@ -29,8 +35,20 @@ public struct BytePairVocabulary: Sendable {
         return try BytePairVocabulary(gzippedMerges: [UInt8](data))
     }
 
+    /// The resource bundle SwiftPM puts next to the executable (or test runner), else the copy in
+    /// the source tree. Looked up by hand because the generated `Bundle.module` traps when the
+    /// bundle is missing, and a daemon should report that instead.
     static var bundledFileURL: URL? {
-        Bundle.module.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz")
+        for bundleName in ["clipd_CLIPTokenizer.resources", "clipd_CLIPTokenizer.bundle"] {
+            let path = Bundle.main.bundleURL.appendingPathComponent(bundleName).path
+            if let bundle = Bundle(path: path),
+               let url = bundle.url(forResource: "bpe_simple_vocab_16e6.txt", withExtension: "gz") {
+                return url
+            }
+        }
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Resources/bpe_simple_vocab_16e6.txt.gz")
+        return FileManager.default.fileExists(atPath: source.path) ? source : nil
     }
 
     public init(gzippedMerges: [UInt8]) throws {
