@@ -140,6 +140,7 @@ HANDWRITTEN = [
     ("punct", "...!!! ??? ;;; --- ___ ((( ))) ''' \"\"\" ``` ~~~"),
     ("url", "http://example.com/a?b=c&d=e#f user@host.org www.x.y/z_w"),
     ("emoji", "👨‍👩‍👧‍👦 🏳️‍🌈 🇬🇧 ❤️ ☺️ ✔ ✈️"),
+    ("regex-quirk", "x\u0345y \u0345 5\u0345 !\u0345? \u1c1c\u001d"),
     ("ftfy-doc", "âœ” No problems"),
     ("ftfy-doc", "&macr;\\_(ã\x83\x84)_/&macr;"),
     ("ftfy-doc", "Broken text&hellip; it&#x2019;s ﬂubberiﬁc!"),

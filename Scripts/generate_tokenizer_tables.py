@@ -60,12 +60,19 @@ def main():
     os.makedirs(OUT, exist_ok=True)
 
     # Pre-split classes: what the `regex` module calls \p{L} and \p{N}.
-    letter = regex.compile(r"\p{L}")
-    number = regex.compile(r"\p{N}")
+    # As the pre-split uses them: inside classes, with IGNORECASE.
+    letter = regex.compile(r"[\p{L}]", regex.IGNORECASE)
+    number = regex.compile(r"[\p{N}]", regex.IGNORECASE)
     with open(os.path.join(OUT, "UnicodeClassTables.swift"), "w") as f:
         header(f, "Closed code-point ranges [lo, hi, lo, hi, ...] of the regex module's \\p{L} and \\p{N}.")
         f.write(swift_ranges("letterRanges", ranges(lambda cp: not (0xD800 <= cp < 0xE000) and letter.match(chr(cp)) is not None)))
         f.write(swift_ranges("numberRanges", ranges(lambda cp: not (0xD800 <= cp < 0xE000) and number.match(chr(cp)) is not None)))
+        # Characters no alternative of the pre-split matches, so findall skips them: \s, and (with
+        # IGNORECASE) U+0345, whose case variant ι keeps it out of [^\s\p{L}\p{N}].
+        other = regex.compile(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)
+        f.write("/// Code points the pre-split skips (matched by no alternative).\n")
+        f.write(swift_ranges("skippedRanges", ranges(lambda cp: not (0xD800 <= cp < 0xE000) and not letter.match(chr(cp))
+                                                     and not number.match(chr(cp)) and not other.match(chr(cp)))))
 
     # Python's html.unescape table (HTML5 named character references, with and without ';').
     with open(os.path.join(OUT, "HTMLEntityTable.swift"), "w") as f:

@@ -1,7 +1,7 @@
 /// open_clip's pre-split, by hand over scalars:
 /// `<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
-/// with IGNORECASE, scanned like `re.findall` (first alternative that matches at a position wins;
-/// unmatched whitespace is skipped).
+/// with IGNORECASE, scanned like `regex.findall` (first alternative that matches at a position
+/// wins; characters no alternative matches are skipped).
 enum PreTokenizer {
     enum Piece: Equatable {
         case text(Range<Int>)
@@ -50,13 +50,13 @@ enum PreTokenizer {
             } else if UnicodeClasses.isNumber(v) {
                 if !emit(.text(i..<(i + 1))) { return }
                 i += 1
-            } else if PythonText.isSpace(v) {
+            } else if UnicodeClasses.isSkipped(v) {
                 i += 1
             } else {
                 var j = i + 1
                 while j < n {
                     let w = s[j].value
-                    if PythonText.isSpace(w) || UnicodeClasses.isLetter(w) || UnicodeClasses.isNumber(w) { break }
+                    if UnicodeClasses.isSkipped(w) || UnicodeClasses.isLetter(w) || UnicodeClasses.isNumber(w) { break }
                     j += 1
                 }
                 if !emit(.text(i..<j)) { return }

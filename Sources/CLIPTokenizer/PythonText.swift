@@ -71,7 +71,7 @@ enum PythonText {
     }
 }
 
-/// `\p{L}` and `\p{N}` exactly as the `regex` module of the reference saw them (generated tables),
+/// `[\p{L}]` and `[\p{N}]` exactly as the `regex` module of the reference saw them (generated tables),
 /// so the pre-split does not drift with the Unicode version of the Swift runtime.
 enum UnicodeClasses {
     @inline(__always)
@@ -84,6 +84,14 @@ enum UnicodeClasses {
     static func isNumber(_ v: UInt32) -> Bool {
         if v < 0x80 { return v >= 0x30 && v <= 0x39 }
         return inRanges(numberRanges, v)
+    }
+
+    /// Matched by no alternative of the pre-split, so skipped: the regex module's `\s`, plus
+    /// U+0345 (under IGNORECASE its case variant ι keeps it out of `[^\s\p{L}\p{N}]`).
+    @inline(__always)
+    static func isSkipped(_ v: UInt32) -> Bool {
+        if v < 0x80 { return v == 0x20 || (v >= 0x09 && v <= 0x0D) }
+        return inRanges(skippedRanges, v)
     }
 
     /// Binary search over closed ranges stored as [lo0, hi0, lo1, hi1, ...].

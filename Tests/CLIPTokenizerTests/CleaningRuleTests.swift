@@ -98,4 +98,9 @@ final class CleaningRuleTests: XCTestCase {
         XCTAssertNotEqual(sharedTokenizer.tokenize("<ſtart_of_text>").ids[1], 49406, "a case-folded spelling is plain text")
         XCTAssertNotEqual(sharedTokenizer.tokenize("<|endoftext|>").ids[1], 49407, "HF's spelling is plain text")
     }
+
+    func testPreSplitSkipsCombiningYpogegrammeniLikeTheRegexModule() {
+        // Under IGNORECASE, U+0345's case variant ι keeps it out of [^\s\p{L}\p{N}]: no piece.
+        XCTAssertEqual(sharedTokenizer.tokenize("x\u{345}y").ids, sharedTokenizer.tokenize("x y").ids)
+    }
 }
