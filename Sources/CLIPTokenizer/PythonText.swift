@@ -37,13 +37,23 @@ enum PythonText {
                 out.append((v >= 0x41 && v <= 0x5A) ? Unicode.Scalar(UInt8(v + 0x20)) : scalar)
             } else if v == 0x3A3 {
                 out.append(isFinalSigma(text, index) ? "\u{3C2}" : "\u{3C3}")
-            } else if scalar.properties.changesWhenLowercased {
+            } else if scalar.properties.changesWhenLowercased && knownToReferencePython(scalar) {
                 out.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
             } else {
                 out.append(scalar)
             }
         }
         return out
+    }
+
+    /// The reference ran Python 3.11, whose case tables are Unicode 14.0: characters assigned
+    /// later have no case mapping there, even if this Swift runtime knows one.
+    static let referenceUnicodeVersion = (major: 14, minor: 0)
+
+    @inline(__always)
+    static func knownToReferencePython(_ scalar: Unicode.Scalar) -> Bool {
+        guard let age = scalar.properties.age else { return false }
+        return (age.major, age.minor) <= referenceUnicodeVersion
     }
 
     /// Python's rule: a cased letter (skipping case-ignorables) before, and no cased letter

@@ -77,6 +77,12 @@ final class CleaningRuleTests: XCTestCase {
         XCTAssertEqual(clean("ΑΣ1"), "ας1")
     }
 
+    func testLowerIgnoresCaseMappingsNewerThanTheReferencePython() {
+        // Garay capital letter A (Unicode 16.0): Python 3.11 (Unicode 14.0) leaves it as it is.
+        XCTAssertEqual(clean("\u{10D50}"), "\u{10D50}")
+        XCTAssertEqual(clean("\u{1C89}"), "\u{1C89}")
+    }
+
     func testLowerMapsDottedCapitalIToIAndCombiningDot() {
         XCTAssertEqual(Array(clean("İstanbul").unicodeScalars.prefix(2)), ["i", "\u{307}"])
     }
