@@ -61,7 +61,8 @@ public struct BytePairVocabulary: Sendable {
         guard !text.unicodeScalars.contains("\u{FFFD}") else {
             throw CLIPTokenizerError(.vocabularyMalformed, "vocabulary is not UTF-8")
         }
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        // Only the header and the merges are used; the rest of the file is never split.
+        let lines = text.split(separator: "\n", maxSplits: Self.mergeCount + 1, omittingEmptySubsequences: false)
         guard lines.count > Self.mergeCount else {
             throw CLIPTokenizerError(.vocabularyMalformed, "vocabulary has \(lines.count) lines, expected more than \(Self.mergeCount)")
         }
@@ -81,10 +82,11 @@ public struct BytePairVocabulary: Sendable {
                 throw CLIPTokenizerError(.vocabularyMalformed, "merge line \(rank + 2) is not two known symbols: \(lines[1 + rank])")
             }
             let merged = String(parts[0]) + String(parts[1])
-            let mergedId = Int32(symbols.count)
+            // Merge ids are 512 + rank only if every merge makes a new string (true for CLIP's file).
+            guard idOf.updateValue(Int32(symbols.count), forKey: merged) == nil else {
+                throw CLIPTokenizerError(.vocabularyMalformed, "merge line \(rank + 2) repeats the symbol \(merged)")
+            }
             symbols.append(merged)
-            // open_clip builds its encoder with dict(zip(vocab, range)): a repeated string keeps the last id.
-            idOf[merged] = mergedId
             ranks[UInt64(UInt32(first)) << 32 | UInt64(UInt32(second))] = Int32(rank)
         }
         symbols.append("<start_of_text>")
