@@ -77,10 +77,16 @@ public final class CLIPTokenizer: Sendable {
     public func encode(_ text: String, maxTokens: Int = Int.max) -> [Int32] {
         var prefixLength = cleaningPrefixScalars
         while true {
-            // One scalar more than the prefix tells whether the caption goes on.
-            var input = Array(text.unicodeScalars.prefix(prefixLength + 1))
-            let cut = input.count > prefixLength
-            if cut { input.removeLast() }
+            var input: [Unicode.Scalar]
+            var cut = false
+            if text.utf8.count <= prefixLength {
+                input = Array(text.unicodeScalars)  // fewer bytes than the prefix: no cut possible
+            } else {
+                // One scalar more than the prefix tells whether the caption goes on.
+                input = Array(text.unicodeScalars.prefix(prefixLength + 1))
+                cut = input.count > prefixLength
+                if cut { input.removeLast() }
+            }
             let ids = encodeCleaned(TextCleaner.cleanLower(input), maxTokens: maxTokens)
             // A cut prefix is exact once it fills the context (the rest of the caption is dropped
             // anyway); otherwise retry with a longer prefix, up to the hard limit.
