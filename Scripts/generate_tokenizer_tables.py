@@ -99,6 +99,7 @@ def main():
         for enc in chardata.CHARMAP_ENCODINGS:
             chars = bytes(range(256)).decode(enc)
             assert len(chars) == 256 and len(set(chars)) == 256, enc  # encoding = exact inverse
+            assert all(ord(chars[b]) == b for b in range(0x80) if b != 0x1A), enc  # ASCII maps to itself
             f.write("    [" + ", ".join("0x%X" % ord(c) for c in chars) + "],\n")
         f.write("]\n\n")
         # possible_encoding(text, enc) uses this exact set; check the Swift derivation matches.

@@ -58,7 +58,7 @@ public enum TextCleaner {
             let isASCII = text.allSatisfy { $0.value < 0x80 }
             if !isASCII {
                 text = MojibakeFixer.fixEncoding(text[...])
-                text = mapScalars(text, fixC1Ligatures: true)
+                text = mapScalars(text)
                 text = uncurlQuotes(text)
             }
             text = fixLineBreaks(text)
@@ -71,7 +71,7 @@ public enum TextCleaner {
 
     /// `fix_c1_controls`, `fix_latin_ligatures` and `fix_character_width` in one pass (they commute:
     /// none produces a character another one maps).
-    static func mapScalars(_ text: [Unicode.Scalar], fixC1Ligatures: Bool) -> [Unicode.Scalar] {
+    static func mapScalars(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
         guard text.contains(where: { $0.value >= 0x80 && ($0.value <= 0x9F || $0.value >= 0x132) }) else { return text }
         var out = [Unicode.Scalar]()
         out.reserveCapacity(text.count)
