@@ -23,7 +23,8 @@ let package = Package(
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
-        .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Synthetic captioned shape scenes for training demos and tests.
         .target(name: "Synthetic"),
         // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
@@ -39,5 +40,6 @@ let package = Package(
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
     ]
 )

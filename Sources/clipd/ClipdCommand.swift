@@ -10,6 +10,7 @@ struct ClipdCommand: AsyncParsableCommand {
             BenchCommand.self,
             BLASCheckCommand.self,
             FinetuneCommand.self,
+            TokenizeCommand.self,
         ]
     )
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CLIPTokenizer
 import Foundation
 import Tensor
 
@@ -17,8 +18,30 @@ struct EmbedCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Token ids as a JSON array ([49406, …, 49407, 0, …]). Repeatable.")
     var tokens: [String] = []
 
+    @Option(name: .long, help: "Text, tokenized with CLIP's tokenizer (truncated to the context length). Repeatable.")
+    var text: [String] = []
+
+    @Option(name: .long, help: "JSON Lines file: one JSON string per line, each embedded as a text.")
+    var textsFile: [String] = []
+
     func validate() throws {
-        if pixels.isEmpty && tokens.isEmpty { throw ValidationError("give at least one input (--pixels or --tokens)") }
+        if pixels.isEmpty && tokens.isEmpty && text.isEmpty && textsFile.isEmpty {
+            throw ValidationError("give at least one input (--pixels, --tokens, --text or --texts-file)")
+        }
+    }
+
+    /// Reads a JSON Lines file of strings; blank lines are skipped.
+    static func readTextsFile(_ path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CommandFailure("cannot read texts file \(path)") }
+        var out: [String] = []
+        for (n, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            if line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\t") }) { continue }
+            guard let s = (try? JSONSerialization.jsonObject(with: Data(line), options: [.fragmentsAllowed])) as? String else {
+                throw CommandFailure("\(path): line \(n + 1) is not a JSON string")
+            }
+            out.append(s)
+        }
+        return out
     }
 
     func run() async throws {
@@ -28,22 +51,41 @@ struct EmbedCommand: AsyncParsableCommand {
         // Read and check every input before computing anything.
         var images: [[Float]] = []
         for path in pixels { images.append(try Self.readPixels(path, imageSize: cfg.imageSize)) }
-        var texts: [[Int32]] = []
-        for json in tokens { texts.append(try Self.parseTokens(json, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize)) }
+        // Text inputs in command-line order; a texts file expands in place.
+        let order = commandLineOrder(of: ["--pixels", "--tokens", "--text", "--texts-file"])
+        let tokenizer = text.isEmpty && textsFile.isEmpty ? nil : try CLIPTokenizer()
+        var textInputs: [(label: String, ids: [Int32])] = []
+        var outputs: [(kind: String, index: Int)] = []
+        var nextImage = 0
+        for (option, value) in order {
+            switch option {
+            case "--pixels":
+                outputs.append(("image", nextImage)); nextImage += 1
+            case "--tokens":
+                outputs.append(("text", textInputs.count))
+                textInputs.append((value, try Self.parseTokens(value, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize)))
+            case "--text":
+                outputs.append(("text", textInputs.count))
+                textInputs.append((value, tokenizer!.tokenize(value, contextLength: cfg.contextLength).ids.map(Int32.init)))
+            default:
+                for line in try Self.readTextsFile(value) {
+                    outputs.append(("text", textInputs.count))
+                    textInputs.append((line, tokenizer!.tokenize(line, contextLength: cfg.contextLength).ids.map(Int32.init)))
+                }
+            }
+        }
+        let texts = textInputs.map(\.ids)
 
         var imageFeatures = model.encodeImages(images.flatMap { $0 }, count: images.count)
         var textFeatures = try model.encodeTexts(texts)
         imageFeatures.data.withUnsafeMutableBufferPointer { l2NormalizeRows($0.baseAddress!, rows: images.count, cols: cfg.embedDim) }
         textFeatures.data.withUnsafeMutableBufferPointer { l2NormalizeRows($0.baseAddress!, rows: texts.count, cols: cfg.embedDim) }
 
-        var nextImage = 0, nextText = 0
-        for (option, value) in commandLineOrder(of: ["--pixels", "--tokens"]) {
-            if option == "--pixels", nextImage < images.count {
-                printLine("{\"kind\":\"image\",\"input\":\(jsonString(value)),\"embedding\":\(jsonNumbers(imageFeatures.row(nextImage)))}")
-                nextImage += 1
-            } else if option == "--tokens", nextText < texts.count {
-                printLine("{\"kind\":\"text\",\"input\":\(jsonString(value)),\"embedding\":\(jsonNumbers(textFeatures.row(nextText)))}")
-                nextText += 1
+        for (kind, index) in outputs {
+            if kind == "image" {
+                printLine("{\"kind\":\"image\",\"input\":\(jsonString(pixels[index])),\"embedding\":\(jsonNumbers(imageFeatures.row(index)))}")
+            } else {
+                printLine("{\"kind\":\"text\",\"input\":\(jsonString(textInputs[index].label)),\"embedding\":\(jsonNumbers(textFeatures.row(index)))}")
             }
         }
     }

@@ -74,3 +74,30 @@ final class EngineCLITests: XCTestCase {
         assertCleanFailure(try CLI.run(["bench", "--arch", "ViT-Z-99"]), mentioning: ["ViT-Z-99"])
     }
 }
+
+final class EmbedTextCLITests: XCTestCase {
+    func testTextAndTextsFileUseTheTokenizerAndMatchReference() throws {
+        let ref = try SafeTensors.read(CLI.fixtures.appendingPathComponent("models/tiny/reference.safetensors")).tensors
+        let tokens = try JSONSerialization.jsonObject(with: Data(contentsOf: CLI.fixtures.appendingPathComponent("tokenizer/tokens.json"))) as! [String: Any]
+        let captions = (tokens["captions"] as! [[String: Any]]).map { $0["text"] as! String }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-texts-\(UUID().uuidString).jsonl")
+        let lines = [captions[1], captions[26]].map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]), as: UTF8.self) }
+        try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let r = try CLI.run(["embed", "--model", CLI.fixtures.appendingPathComponent("models/tiny/hf").path,
+                             "--texts-file", file.path, "--text", captions[0]])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let out = r.lines.map(CLI.json)
+        XCTAssertEqual(out.map { $0["input"] as? String }, [captions[1], captions[26], captions[0]])
+        let want = ref["text_features_normalized"]!.floats()
+        for (row, index) in zip(out, [1, 26, 0]) {
+            let got = (row["embedding"] as! [NSNumber]).map(\.floatValue)
+            XCTAssertLessThan(zip(got, want[(index * 32)..<((index + 1) * 32)]).map { abs($0 - $1) }.max()!, 1e-5, "caption \(index)")
+        }
+        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-bad-\(UUID().uuidString).jsonl")
+        try "\"ok\"\n{not json\n".write(to: bad, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: bad) }
+        assertCleanFailure(try CLI.run(["embed", "--model", CLI.fixtures.appendingPathComponent("models/tiny/hf").path, "--texts-file", bad.path]),
+                           mentioning: ["line 2"])
+    }
+}
