@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C shims: each is imported by exactly one Swift module.
@@ -28,7 +29,11 @@ let package = Package(
         // Synthetic captioned shape scenes for training demos and tests.
         .target(name: "Synthetic"),
         // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
-        .target(name: "Pipeline", dependencies: ["CLIP", "Tensor", "Synthetic"]),
+        .target(name: "Pipeline", dependencies: [
+            "CLIP", "Tensor", "Synthetic",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
             "Tensor", "CLIP", "CLIPTokenizer",

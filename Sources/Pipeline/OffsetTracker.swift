@@ -26,6 +26,9 @@ public final class OffsetTracker: @unchecked Sendable {
     private let lock = NSLock()
     private var partitions: [TopicPartition: State] = [:]
 
+    /// The `next` of a partition with no stored offset: the first admitted record decides.
+    public static let unknown: Int64 = -1
+
     public init() {}
 
     /// Starts tracking a partition whose next record to process is `offset`.
