@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
 
         // Numerics: dense Float32 tensors, forward and backward kernels.
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
@@ -24,6 +25,8 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
+        .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
         .target(name: "clipd", dependencies: [
             "Tensor", "CLIP", "CLIPTokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -32,5 +35,6 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
     ]
 )
