@@ -163,8 +163,10 @@ private final class CurlEasyHandle {
         }
 
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
-        if !context.refusedAddresses.isEmpty && context.permittedConnections == 0 {
-            let refused = context.refusedAddresses.joined(separator: ", ")
+        // Judged for the last hop only: an earlier hop's permitted connection says nothing
+        // about where the redirect pointed.
+        if let lastHop = context.connectionsByURL[finalURL], !lastHop.refused.isEmpty, lastHop.permitted == 0 {
+            let refused = lastHop.refused.joined(separator: ", ")
             return .failure(FetchError(.forbiddenAddress, "\(finalURL) resolves only to non-public addresses: \(refused)"), retryAfter: nil)
         }
         return .failure(Self.classify(code, detail: detail, url: finalURL), retryAfter: nil)
@@ -216,8 +218,8 @@ private final class TransferContext {
     var abortReason: AbortReason?
     var sawNonSuccessStatus = false
     var checkedStatus = false
-    var refusedAddresses: [String] = []
-    var permittedConnections = 0
+    /// Socket decisions per URL being connected for (one entry per redirect hop).
+    var connectionsByURL: [String: (permitted: Int, refused: [String])] = [:]
 
     init(handle: UnsafeMutableRawPointer, request: HTTPTransferRequest, cancellation: CancellationFlag) {
         self.handle = handle
@@ -253,6 +255,9 @@ private final class TransferContext {
     /// The SSRF guard: every socket libcurl opens, for every address of every redirect hop,
     /// is checked here, after DNS resolution.
     func openSocket(_ address: UnsafeMutablePointer<curl_sockaddr>) -> curl_socket_t {
+        var urlPointer: UnsafeMutablePointer<CChar>? = nil
+        _ = clipd_curl_getinfo_string(handle, CURLINFO_EFFECTIVE_URL, &urlPointer)
+        let hop = urlPointer.map { String(cString: $0) } ?? ""
         let family = address.pointee.family
         let addressField = UnsafeRawPointer(address) + MemoryLayout<curl_sockaddr>.offset(of: \curl_sockaddr.addr)!
         let ip: IPAddress
@@ -264,14 +269,14 @@ private final class TransferContext {
             var inet6 = addressField.loadUnaligned(as: sockaddr_in6.self)
             ip = .v6(withUnsafeBytes(of: &inet6.sin6_addr) { Array($0) })
         default:
-            refusedAddresses.append("address family \(family)")
+            connectionsByURL[hop, default: (0, [])].refused.append("address family \(family)")
             return CURL_SOCKET_BAD
         }
         if let reason = policy.refusal(for: ip) {
-            refusedAddresses.append("\(ip) (\(reason))")
+            connectionsByURL[hop, default: (0, [])].refused.append("\(ip) (\(reason))")
             return CURL_SOCKET_BAD
         }
-        permittedConnections += 1
+        connectionsByURL[hop, default: (0, [])].permitted += 1
         return socket(family, address.pointee.socktype, address.pointee.protocol)
     }
 }
