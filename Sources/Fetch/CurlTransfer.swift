@@ -17,6 +17,7 @@ struct HTTPTransferRequest: Sendable {
     var maxBytes: Int
     var maxRedirects: Int
     var userAgent: String
+    var accept: String
     var addressPolicy: AddressPolicy
 }
 
@@ -105,6 +106,10 @@ private final class CurlEasyHandle {
         setLong(CURLOPT_TIMEOUT_MS, max(1, request.totalTimeout.milliseconds))
         check(clipd_curl_setopt_offset(raw, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes)), CURLOPT_MAXFILESIZE_LARGE)
         setString(CURLOPT_USERAGENT, request.userAgent)
+        // libcurl keeps a pointer to the header list until the transfer ends.
+        let headers = curl_slist_append(nil, "Accept: \(request.accept)")
+        defer { curl_slist_free_all(headers) }
+        check(clipd_curl_setopt_pointer(raw, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers)), CURLOPT_HTTPHEADER)
         // Environment proxies would make the SSRF check see the proxy's address instead of
         // the target's; the fetcher always connects directly.
         setString(CURLOPT_PROXY, "")
@@ -142,7 +147,7 @@ private final class CurlEasyHandle {
 
         switch context.abortReason {
         case .tooLarge(let received):
-            return .failure(FetchError(.tooLarge, "body of \(finalURL) exceeds \(context.maxBytes) bytes (stopped after \(received))"), retryAfter: nil)
+            return .failure(FetchError(.tooLarge, "body of \(finalURL) exceeds the limit of \(context.maxBytes) bytes (stopped reading at \(received))"), retryAfter: nil)
         case .cancelled:
             return .failure(FetchError(.cancelled, "transfer of \(finalURL) cancelled"), retryAfter: nil)
         case .none:
@@ -167,7 +172,7 @@ private final class CurlEasyHandle {
         // about where the redirect pointed.
         if let lastHop = context.connectionsByURL[finalURL], !lastHop.refused.isEmpty, lastHop.permitted == 0 {
             let refused = lastHop.refused.joined(separator: ", ")
-            return .failure(FetchError(.forbiddenAddress, "\(finalURL) resolves only to non-public addresses: \(refused)"), retryAfter: nil)
+            return .failure(FetchError(.forbiddenAddress, "refused to connect to non-public address \(refused) for \(finalURL)"), retryAfter: nil)
         }
         return .failure(Self.classify(code, detail: detail, url: finalURL), retryAfter: nil)
     }

@@ -21,6 +21,9 @@ public struct FetchConfiguration: Sendable {
     /// internal image store.
     public var allowedAddressRanges: [IPAddressRange]
     public var userAgent: String
+    /// Sent as the Accept header. CDNs that negotiate formats serve WebP or AVIF to clients
+    /// that accept `image/*`; the default asks for what the decoder reads first.
+    public var accept: String
     /// Blocking transfers running at once; each occupies one thread owned by the fetcher.
     public var maxConcurrentTransfers: Int
 
@@ -33,6 +36,7 @@ public struct FetchConfiguration: Sendable {
                 allowPrivateNetworks: Bool = false,
                 allowedAddressRanges: [IPAddressRange] = [],
                 userAgent: String = "clipd/0.1 (image fetcher)",
+                accept: String = "image/jpeg,image/png;q=0.9,image/*;q=0.5,*/*;q=0.1",
                 maxConcurrentTransfers: Int = 16) {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
@@ -43,6 +47,7 @@ public struct FetchConfiguration: Sendable {
         self.allowPrivateNetworks = allowPrivateNetworks
         self.allowedAddressRanges = allowedAddressRanges
         self.userAgent = userAgent
+        self.accept = accept
         self.maxConcurrentTransfers = maxConcurrentTransfers
     }
 }

@@ -146,7 +146,8 @@ public final class ImageFetcher: Sendable {
             let request = HTTPTransferRequest(
                 url: url, connectTimeout: min(configuration.connectTimeout, timeout), totalTimeout: timeout,
                 maxBytes: configuration.maxBytes, maxRedirects: configuration.maxRedirects,
-                userAgent: configuration.userAgent, addressPolicy: addressPolicy)
+                userAgent: configuration.userAgent, accept: configuration.accept,
+                addressPolicy: addressPolicy)
             let cancellation = CancellationFlag()
             let handles = curlHandles
             return await withTaskCancellationHandler {

@@ -36,7 +36,9 @@ final class HTTPFetchTests: XCTestCase {
 
     func testFetchReturnsTheBodyAndSniffsItsFormat() async throws {
         let server = try TestHTTPServer { request, _ in
-            guard request.headers["user-agent"] == "clipd-test" else { return TestHTTPServer.response(status: 400) }
+            guard request.headers["user-agent"] == "clipd-test", request.headers["accept"]?.hasPrefix("image/jpeg") == true else {
+                return TestHTTPServer.response(status: 400)
+            }
             // The Content-Type lies; the bytes decide.
             return TestHTTPServer.response(status: 200, headers: [("Content-Type", "text/html")], body: Self.jpeg)
         }
@@ -290,6 +292,17 @@ final class HTTPFetchTests: XCTestCase {
             XCTAssertEqual(error?.class, expected, url)
             XCTAssertEqual(error?.attempts, 1, url)
         }
+    }
+
+    func testHTTPSSpeaksTLS() async throws {
+        // A plain-HTTP server cannot answer a TLS handshake: the fetch must fail at the TLS
+        // layer rather than fall back to plain text.
+        let server = try TestHTTPServer { _, _ in TestHTTPServer.response(status: 200, body: Self.jpeg) }
+        let fetcher = ImageFetcher(configuration: configuration { $0.retry = .none })
+        let error = await failure(fetcher, "https://127.0.0.1:\(server.port)/a")
+        XCTAssertTrue([.connection, .tls].contains(error?.class), "\(String(describing: error))")
+        XCTAssertEqual(server.tlsHandshakeCount, 1)
+        XCTAssertEqual(server.hits("/a"), 0)
     }
 
     func testSchemeIsCaseInsensitive() async throws {

@@ -35,6 +35,7 @@ final class TestHTTPServer: @unchecked Sendable {
     private var bytesSentByPath: [String: Int] = [:]
     private var acceptedConnections = 0
     private var openConnections = 0
+    private var tlsHandshakes = 0
     private var stopped = false
 
     init(handler: @escaping Handler) throws {
@@ -83,6 +84,7 @@ final class TestHTTPServer: @unchecked Sendable {
     func hits(_ path: String) -> Int { locked { hitsByPath[path, default: 0] } }
     func bytesSent(_ path: String) -> Int { locked { bytesSentByPath[path, default: 0] } }
     var connectionCount: Int { locked { acceptedConnections } }
+    var tlsHandshakeCount: Int { locked { tlsHandshakes } }
 
     /// Waits until every connection handler has finished (so byte counts are final).
     func waitForConnectionsToClose(timeout: TimeInterval = 10) {
@@ -148,6 +150,11 @@ final class TestHTTPServer: @unchecked Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
             if count <= 0 { return nil }
             received += buffer[0..<count]
+            if received.first == 0x16 {
+                // A TLS ClientHello: this server speaks plain HTTP only, so hang up.
+                locked { tlsHandshakes += 1 }
+                return nil
+            }
             if let range = received.firstRange(of: terminator) {
                 received = Array(received[..<range.upperBound])
                 break
