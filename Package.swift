@@ -28,7 +28,7 @@ let package = Package(
         // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
         .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
         .target(name: "clipd", dependencies: [
-            "Tensor", "CLIP", "CLIPTokenizer",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -167,6 +167,12 @@ private final class CurlEasyHandle {
             return .failure(Self.statusError(status, url: finalURL), retryAfter: retryAfter)
         }
 
+        if code == CURLE_FILESIZE_EXCEEDED {
+            var announced: curl_off_t = -1
+            _ = clipd_curl_getinfo_offset(raw, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced)
+            let size = announced >= 0 ? "Content-Length \(announced)" : "announced size"
+            return .failure(FetchError(.tooLarge, "\(size) of \(finalURL) exceeds the limit of \(context.maxBytes) bytes"), retryAfter: nil)
+        }
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
         // Judged for the last hop only: an earlier hop's permitted connection says nothing
         // about where the redirect pointed.

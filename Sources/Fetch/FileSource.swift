@@ -56,7 +56,8 @@ struct FileSource: Sendable {
             return .failure(FetchError(.fileNotAllowed, "\(path) is outside the allowed roots"))
         }
         guard isUnderRoot(resolved) else {
-            return .failure(FetchError(.fileNotAllowed, "\(path) resolves to \(resolved), outside the allowed roots"))
+            let shown = resolved == path ? path : "\(path) (resolved to \(resolved))"
+            return .failure(FetchError(.fileNotAllowed, "\(shown) is outside the allowed roots"))
         }
         return readFile(at: resolved)
     }
