@@ -14,6 +14,9 @@ struct HTTPTransferRequest: Sendable {
     var url: String
     var connectTimeout: Duration
     var totalTimeout: Duration
+    /// When the retry budget runs out; the attempt's timeouts are cut to it when it starts
+    /// (after any wait for a free worker).
+    var budgetDeadline: ContinuousClock.Instant
     var maxBytes: Int
     var maxRedirects: Int
     var userAgent: String
@@ -102,8 +105,13 @@ private final class CurlEasyHandle {
         setString(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         setLong(CURLOPT_FOLLOWLOCATION, 1)
         setLong(CURLOPT_MAXREDIRS, request.maxRedirects)
-        setLong(CURLOPT_CONNECTTIMEOUT_MS, max(1, request.connectTimeout.milliseconds))
-        setLong(CURLOPT_TIMEOUT_MS, max(1, request.totalTimeout.milliseconds))
+        let budgetLeft = ContinuousClock.now.duration(to: request.budgetDeadline)
+        guard budgetLeft >= .milliseconds(1) else {
+            return .failure(FetchError(.timeout, "retry budget spent before fetching \(request.url)"), retryAfter: nil)
+        }
+        let totalTimeout = min(request.totalTimeout, budgetLeft)
+        setLong(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(request.connectTimeout, totalTimeout).milliseconds))
+        setLong(CURLOPT_TIMEOUT_MS, max(1, totalTimeout.milliseconds))
         check(clipd_curl_setopt_offset(raw, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes)), CURLOPT_MAXFILESIZE_LARGE)
         setString(CURLOPT_USERAGENT, request.userAgent)
         // libcurl keeps a pointer to the header list until the transfer ends.

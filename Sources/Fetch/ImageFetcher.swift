@@ -61,11 +61,11 @@ public final class ImageFetcher: Sendable {
         let policy = configuration.retry
         let clock = ContinuousClock()
         let start = clock.now
+        let budgetDeadline = start.advanced(by: policy.totalBudget)
         var attempt = 0
         while true {
             attempt += 1
-            let remainingBudget = policy.totalBudget - start.duration(to: clock.now)
-            let outcome = await attemptOnce(url, scheme: scheme, timeout: min(configuration.totalTimeout, remainingBudget))
+            let outcome = await attemptOnce(url, scheme: scheme, budgetDeadline: budgetDeadline)
             let error: FetchError, retryAfter: Duration?
             switch outcome {
             case .success(let body, _, let finalURL):
@@ -130,7 +130,7 @@ public final class ImageFetcher: Sendable {
         }
     }
 
-    private func attemptOnce(_ url: String, scheme: Scheme, timeout: Duration) async -> HTTPTransferOutcome {
+    private func attemptOnce(_ url: String, scheme: Scheme, budgetDeadline: ContinuousClock.Instant) async -> HTTPTransferOutcome {
         switch scheme {
         case .file:
             let files = self.files
@@ -140,11 +140,9 @@ public final class ImageFetcher: Sendable {
             case .failure(let error): return .failure(error, retryAfter: nil)
             }
         case .http:
-            guard timeout > .zero else {
-                return .failure(FetchError(.timeout, "retry budget spent before fetching \(url)"), retryAfter: nil)
-            }
             let request = HTTPTransferRequest(
-                url: url, connectTimeout: min(configuration.connectTimeout, timeout), totalTimeout: timeout,
+                url: url, connectTimeout: configuration.connectTimeout, totalTimeout: configuration.totalTimeout,
+                budgetDeadline: budgetDeadline,
                 maxBytes: configuration.maxBytes, maxRedirects: configuration.maxRedirects,
                 userAgent: configuration.userAgent, accept: configuration.accept,
                 addressPolicy: addressPolicy)

@@ -193,14 +193,26 @@ final class HTTPFetchTests: XCTestCase {
     func testRetryBudgetBoundsTheTimeSpentOnOneURL() async throws {
         let server = try TestHTTPServer { _, _ in TestHTTPServer.response(status: 503) }
         let fetcher = ImageFetcher(configuration: configuration {
-            $0.retry = RetryPolicy(maxAttempts: 100, initialBackoff: .milliseconds(100), maxBackoff: .milliseconds(100),
-                                   multiplier: 1, jitter: 0, totalBudget: .milliseconds(450))
+            $0.retry = RetryPolicy(maxAttempts: 100, initialBackoff: .milliseconds(200), maxBackoff: .milliseconds(200),
+                                   multiplier: 1, jitter: 0, totalBudget: .milliseconds(1000))
         })
         let error = await failure(fetcher, server.url("/down"))
         XCTAssertEqual(error?.class, .httpStatus)
-        // Each retry waits 100 ms, so at most 4 retries fit into 450 ms.
+        // Each retry waits 200 ms, so at most 4 retries fit into 1 s.
         XCTAssertLessThanOrEqual(server.hits("/down"), 5)
         XCTAssertGreaterThanOrEqual(server.hits("/down"), 2)
+    }
+
+    func testRetryBudgetCutsAnAttemptShort() async throws {
+        // The response would arrive within the per-attempt timeout, but not within the budget.
+        let server = try TestHTTPServer { _, _ in [.pause(2)] + TestHTTPServer.response(status: 200, body: Self.jpeg) }
+        let fetcher = ImageFetcher(configuration: configuration {
+            $0.totalTimeout = .seconds(5)
+            $0.retry.totalBudget = .milliseconds(400)
+        })
+        let error = await failure(fetcher, server.url("/slow"))
+        XCTAssertEqual(error?.class, .timeout)
+        XCTAssertEqual(error?.attempts, 1)
     }
 
     func testRetryAfterIsHonoured() async throws {
