@@ -21,6 +21,7 @@ struct HTTPTransferRequest: Sendable {
     var maxRedirects: Int
     var userAgent: String
     var accept: String
+    var caCertificatesPath: String?
     var addressPolicy: AddressPolicy
 }
 
@@ -84,6 +85,11 @@ private final class CurlEasyHandle {
     }
 
     func perform(_ request: HTTPTransferRequest, cancellation: CancellationFlag) -> HTTPTransferOutcome {
+        let budgetLeft = ContinuousClock.now.duration(to: request.budgetDeadline)
+        guard budgetLeft >= .milliseconds(1) else {
+            return .failure(FetchError(.timeout, "retry budget spent before fetching \(request.url)"), retryAfter: nil)
+        }
+        let totalTimeout = min(request.totalTimeout, budgetLeft)
         curl_easy_reset(raw)
         errorBuffer[0] = 0
         let context = TransferContext(handle: raw, request: request, cancellation: cancellation)
@@ -105,11 +111,6 @@ private final class CurlEasyHandle {
         setString(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         setLong(CURLOPT_FOLLOWLOCATION, 1)
         setLong(CURLOPT_MAXREDIRS, request.maxRedirects)
-        let budgetLeft = ContinuousClock.now.duration(to: request.budgetDeadline)
-        guard budgetLeft >= .milliseconds(1) else {
-            return .failure(FetchError(.timeout, "retry budget spent before fetching \(request.url)"), retryAfter: nil)
-        }
-        let totalTimeout = min(request.totalTimeout, budgetLeft)
         setLong(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(request.connectTimeout, totalTimeout).milliseconds))
         setLong(CURLOPT_TIMEOUT_MS, max(1, totalTimeout.milliseconds))
         check(clipd_curl_setopt_offset(raw, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes)), CURLOPT_MAXFILESIZE_LARGE)
@@ -118,6 +119,10 @@ private final class CurlEasyHandle {
         let headers = curl_slist_append(nil, "Accept: \(request.accept)")
         defer { curl_slist_free_all(headers) }
         check(clipd_curl_setopt_pointer(raw, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers)), CURLOPT_HTTPHEADER)
+        if let caCertificatesPath = request.caCertificatesPath {
+            setString(CURLOPT_CAINFO, caCertificatesPath)
+            check(clipd_curl_setopt_pointer(raw, CURLOPT_CAPATH, nil), CURLOPT_CAPATH)
+        }
         // Environment proxies would make the SSRF check see the proxy's address instead of
         // the target's; the fetcher always connects directly.
         setString(CURLOPT_PROXY, "")

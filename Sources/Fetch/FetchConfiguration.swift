@@ -24,6 +24,9 @@ public struct FetchConfiguration: Sendable {
     /// Sent as the Accept header. CDNs that negotiate formats serve WebP or AVIF to clients
     /// that accept `image/*`; the default asks for what the decoder reads first.
     public var accept: String
+    /// PEM file of CA certificates trusted for https, replacing the system bundle (for
+    /// internal CAs); nil uses the system's.
+    public var caCertificatesPath: String?
     /// Blocking transfers running at once; each occupies one thread owned by the fetcher.
     public var maxConcurrentTransfers: Int
 
@@ -37,6 +40,7 @@ public struct FetchConfiguration: Sendable {
                 allowedAddressRanges: [IPAddressRange] = [],
                 userAgent: String = "clipd/0.1 (image fetcher)",
                 accept: String = "image/jpeg,image/png;q=0.9,image/*;q=0.5,*/*;q=0.1",
+                caCertificatesPath: String? = nil,
                 maxConcurrentTransfers: Int = 16) {
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
@@ -48,6 +52,7 @@ public struct FetchConfiguration: Sendable {
         self.allowedAddressRanges = allowedAddressRanges
         self.userAgent = userAgent
         self.accept = accept
+        self.caCertificatesPath = caCertificatesPath
         self.maxConcurrentTransfers = maxConcurrentTransfers
     }
 }

@@ -145,6 +145,7 @@ public final class ImageFetcher: Sendable {
                 budgetDeadline: budgetDeadline,
                 maxBytes: configuration.maxBytes, maxRedirects: configuration.maxRedirects,
                 userAgent: configuration.userAgent, accept: configuration.accept,
+                caCertificatesPath: configuration.caCertificatesPath,
                 addressPolicy: addressPolicy)
             let cancellation = CancellationFlag()
             let handles = curlHandles
