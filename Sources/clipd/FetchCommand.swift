@@ -21,6 +21,9 @@ struct FetchCommand: AsyncParsableCommand {
     @Flag(help: "Allow loopback, private and link-local addresses (development only).")
     var allowPrivateNetworks = false
 
+    @Option(name: .customLong("ca-file"), help: "PEM bundle of CA certificates to trust for https instead of the system's.")
+    var caFile: String?
+
     @Option(help: "Seconds allowed per attempt.")
     var timeout: Double = 20
 
@@ -52,7 +55,7 @@ struct FetchCommand: AsyncParsableCommand {
         retry.maxAttempts = attempts
         let fetcher = ImageFetcher(configuration: FetchConfiguration(
             totalTimeout: .milliseconds(Int64(timeout * 1000)), maxBytes: maxBytes, retry: retry,
-            allowedFileRoots: fileRoots, allowPrivateNetworks: allowPrivateNetworks))
+            allowedFileRoots: fileRoots, allowPrivateNetworks: allowPrivateNetworks, caCertificatesPath: caFile))
         let image = try await fetcher.fetch(url)
         if let output {
             try Data(image.bytes).write(to: URL(fileURLWithPath: output), options: .atomic)
