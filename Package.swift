@@ -24,10 +24,16 @@ let package = Package(
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
-        .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
         .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        // Synthetic captioned shape scenes for training demos and tests.
+        .target(name: "Synthetic"),
+        // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
+        .target(name: "Pipeline", dependencies: ["CLIP", "Tensor", "Synthetic"]),
         .target(name: "clipd", dependencies: [
+            "Pipeline",
             "Tensor", "CLIP", "CLIPTokenizer", "Fetch",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -35,6 +41,9 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
     ]
 )

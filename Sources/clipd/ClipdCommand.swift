@@ -1,10 +1,16 @@
 import ArgumentParser
 
-struct ClipdCommand: ParsableCommand {
+
+struct ClipdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
         subcommands: [
+            EmbedCommand.self,
+            BenchCommand.self,
+            BLASCheckCommand.self,
+            FinetuneCommand.self,
+            TokenizeCommand.self,
             FetchCommand.self,
         ]
     )
