@@ -183,7 +183,7 @@ private final class CurlEasyHandle {
         if code == CURLE_FILESIZE_EXCEEDED {
             var announced: curl_off_t = -1
             _ = clipd_curl_getinfo_offset(raw, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced)
-            let size = announced >= 0 ? "Content-Length \(announced)" : "announced size"
+            let size = announced >= 0 ? "Content-Length \(announced)" : "Content-Length"
             return .failure(FetchError(.tooLarge, "\(size) of \(finalURL) exceeds the limit of \(context.maxBytes) bytes"), retryAfter: nil)
         }
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
