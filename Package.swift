@@ -18,6 +18,7 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
 
         // Numerics: dense Float32 tensors, forward and backward kernels.
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
@@ -26,6 +27,8 @@ let package = Package(
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
+        // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
+        .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
         // Synthetic captioned shape scenes for training demos and tests.
         .target(name: "Synthetic"),
         // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
@@ -36,7 +39,7 @@ let package = Package(
         ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -46,5 +49,6 @@ let package = Package(
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
     ]
 )

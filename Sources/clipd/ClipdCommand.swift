@@ -11,6 +11,7 @@ struct ClipdCommand: AsyncParsableCommand {
             BLASCheckCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,
+            FetchCommand.self,
         ]
     )
 }
