@@ -41,5 +41,7 @@ let package = Package(
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
+        // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
+        .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
     ]
 )
