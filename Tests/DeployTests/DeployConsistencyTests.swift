@@ -79,6 +79,24 @@ final class DeployConsistencyTests: XCTestCase {
         XCTAssertEqual(Set(listed), Set(manifests).subtracting(["kustomization.yaml", "secret.example.yaml"]))
     }
 
+    /// A C library added to the developer set-up must reach the image's build stage too.
+    func testImageBuildStageInstallsEveryDevelopmentPackageOfTheDevSetup() throws {
+        let script = try deployText("dev/install-deps.sh")
+        let list = try XCTUnwrap(script.range(of: "PKGS=(").flatMap { start in
+            script[start.upperBound...].range(of: ")").map { script[start.upperBound..<$0.lowerBound] }
+        }, "install-deps.sh lists its packages in PKGS=(…)")
+        let developmentPackages = list.split(whereSeparator: \.isWhitespace).map(String.init).filter { $0.hasSuffix("-dev") }
+        XCTAssertFalse(developmentPackages.isEmpty)
+        let dockerfile = try deployText("container/Dockerfile")
+        let buildStage = try XCTUnwrap(dockerfile.range(of: " AS build").flatMap { start in
+            dockerfile[start.upperBound...].range(of: " AS runtime").map { dockerfile[start.upperBound..<$0.lowerBound] }
+        }, "the Dockerfile has a build and a runtime stage")
+        let installed = Set(buildStage.split(whereSeparator: \.isWhitespace).map(String.init))
+        for package in developmentPackages {
+            XCTAssertTrue(installed.contains(package), "\(package) is in Deploy/dev/install-deps.sh but not in the image's build stage")
+        }
+    }
+
     // MARK: reference table
 
     func testReadmeReferenceTableListsEveryKeyOnceWithItsVariableFlagAndDefault() throws {
