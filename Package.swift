@@ -22,15 +22,20 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
+        // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // Image decoding and CLIP preprocessing identical to Pillow/open_clip.
+        .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
         .target(name: "clipd", dependencies: [
-            "Tensor", "CLIP", "CLIPTokenizer",
+            "Tensor", "CLIP", "CLIPTokenizer", "ImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"]),
     ]
 )

@@ -1,0 +1,67 @@
+#ifndef CLIPD_IMAGE_CODECS_H
+#define CLIPD_IMAGE_CODECS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decoding entry points for ImageIO. libjpeg and libpng report fatal errors by
+   longjmp; every setjmp/longjmp pair lives inside these C functions, so no jump
+   ever crosses a Swift frame. Callers get a status code and a message. */
+
+typedef enum {
+    CIC_OK = 0,
+    CIC_TRUNCATED = 1,
+    CIC_CORRUPT = 2,
+    CIC_TOO_LARGE = 3,
+    CIC_UNSUPPORTED = 4,
+    CIC_EMPTY = 5,
+} cic_status;
+
+typedef enum {
+    CIC_PIXELS_GRAY = 1,   /* 1 byte per pixel */
+    CIC_PIXELS_RGB = 3,    /* R, G, B */
+    CIC_PIXELS_CMYK = 4,   /* C, M, Y, K with 0 = no ink (Adobe inversion already undone) */
+} cic_pixel_layout;
+
+typedef struct {
+    /* Size stored in the file's header. */
+    uint32_t source_width;
+    uint32_t source_height;
+    /* Size of `pixels` (smaller than the source when DCT scaling was asked for). */
+    uint32_t width;
+    uint32_t height;
+    uint32_t channels;          /* cic_pixel_layout */
+    uint32_t scale_denominator; /* 1, 2, 4 or 8 */
+    uint32_t progressive;       /* JPEG only */
+    uint32_t exif_orientation;  /* 1...8; 1 when absent or unreadable */
+    unsigned char *pixels;      /* malloc'd, rows packed, free with cic_free_pixels */
+} cic_image;
+
+typedef struct {
+    uint32_t width;
+    uint32_t height;
+    uint32_t channels;
+    uint32_t progressive;
+    uint32_t exif_orientation;
+} cic_header;
+
+#define CIC_MESSAGE_CAPACITY 200
+
+/* Reads only the JPEG header (no pixel memory). */
+cic_status cic_jpeg_read_header(const unsigned char *data, size_t size,
+                                cic_header *header, char *message);
+
+/* Decodes a JPEG. `max_pixels` is checked against the header's dimensions before
+   any pixel buffer exists. `scale_denominator` (1, 2, 4, 8) asks libjpeg to
+   downscale in the DCT domain. */
+cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
+                           uint32_t scale_denominator, cic_image *image, char *message);
+
+/* Decodes a PNG to gray or RGB (alpha dropped, palettes expanded, 16-bit reduced
+   to the high byte). */
+cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
+                          cic_image *image, char *message);
+
+void cic_free_pixels(unsigned char *pixels);
+
+#endif

@@ -1,0 +1,165 @@
+/// Settings of the CLIP image transform.
+public struct PreprocessOptions: Sendable, Equatable {
+    /// OpenAI CLIP's normalisation (open_clip `OPENAI_DATASET_MEAN` / `_STD`).
+    public static let openAIMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public static let openAIStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    /// Side of the square model input.
+    public var imageSize: Int
+    public var mean: [Float]
+    public var std: [Float]
+    /// Rotate/mirror by the EXIF orientation tag first (what viewers show). open_clip
+    /// ignores the tag; turn this off to reproduce it.
+    public var applyExifOrientation: Bool
+    /// Let libjpeg downscale by 1/2, 1/4 or 1/8 in the DCT domain when the shortest side
+    /// stays at least `imageSize`. Much faster for large photos, but not identical to the
+    /// reference (see Benchmarks/README.md for the measured difference).
+    public var fastDCTDownscale: Bool
+
+    public init(imageSize: Int = 224, mean: [Float] = PreprocessOptions.openAIMean,
+                std: [Float] = PreprocessOptions.openAIStd, applyExifOrientation: Bool = true,
+                fastDCTDownscale: Bool = false) {
+        precondition(mean.count == 3 && std.count == 3, "mean and std need three channels")
+        self.imageSize = imageSize
+        self.mean = mean
+        self.std = std
+        self.applyExifOrientation = applyExifOrientation
+        self.fastDCTDownscale = fastDCTDownscale
+    }
+}
+
+/// What happened to one image on its way to the model.
+public struct PreprocessSummary: Sendable, Equatable {
+    public var format: ImageFormat
+    public var sourceWidth: Int
+    public var sourceHeight: Int
+    public var mode: PixelLayout
+    public var progressive: Bool
+    public var dctScaleDenominator: Int
+    public var exifOrientation: Int
+    public var orientationApplied: Bool
+    /// Size of the pixels that were resized (after DCT scaling and orientation).
+    public var decodedWidth: Int
+    public var decodedHeight: Int
+    public var geometry: ResizeGeometry
+
+    /// e.g. "jpeg baseline", "jpeg progressive dct 1/4", "png".
+    public var decodeMode: String {
+        var text = format.rawValue
+        if format == .jpeg { text += progressive ? " progressive" : " baseline" }
+        if dctScaleDenominator > 1 { text += " dct 1/\(dctScaleDenominator)" }
+        return text
+    }
+}
+
+/// Encoded bytes -> CLIP model input: Float32 [3, S, S] (CHW, RGB), computed the way
+/// open_clip's eval transform computes it (Pillow decode, bicubic resize of the shortest
+/// side, centre crop, RGB conversion after the resize, /255, normalise).
+public struct Preprocessor: Sendable {
+    public let options: PreprocessOptions
+    public let decoder: ImageDecoder
+    /// Per channel, the normalised value of each uint8 level (exactly torch's float32 ops).
+    private let levels: [Float]
+
+    public init(options: PreprocessOptions = PreprocessOptions(), decoder: ImageDecoder = ImageDecoder()) {
+        precondition(options.imageSize > 0)
+        self.options = options
+        self.decoder = decoder
+        var levels = [Float](repeating: 0, count: 3 * 256)
+        for channel in 0..<3 {
+            for value in 0..<256 {
+                levels[channel * 256 + value] = (Float(value) / 255 - options.mean[channel]) / options.std[channel]
+            }
+        }
+        self.levels = levels
+    }
+
+    public var outputCount: Int { 3 * options.imageSize * options.imageSize }
+
+    public func preprocess(_ bytes: [UInt8]) throws -> (tensor: [Float], summary: PreprocessSummary) {
+        var summary: PreprocessSummary?
+        let tensor = try [Float](unsafeUninitializedCapacity: outputCount) { buffer, initialized in
+            summary = try bytes.withUnsafeBytes { try preprocess($0, into: buffer) }
+            initialized = buffer.count
+        }
+        return (tensor, summary!)
+    }
+
+    /// Writes `outputCount` floats into `output` (e.g. one slot of a batch).
+    public func preprocess(_ bytes: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Float>) throws -> PreprocessSummary {
+        let image = try decoder.decode(bytes, dctScaleDenominator: dctScale(for: bytes))
+        return preprocess(image, into: output)
+    }
+
+    public func preprocess(_ decoded: DecodedImage, into output: UnsafeMutableBufferPointer<Float>) -> PreprocessSummary {
+        precondition(output.count >= outputCount)
+        let image = options.applyExifOrientation ? decoded.applyingOrientation() : decoded
+        let size = options.imageSize
+        let geometry = ResizeGeometry(width: image.width, height: image.height, size: size)
+        let resize = CroppedResize(
+            inputWidth: image.width, inputHeight: image.height,
+            outputWidth: geometry.resizedWidth, outputHeight: geometry.resizedHeight,
+            cropLeft: geometry.cropLeft, cropTop: geometry.cropTop, cropWidth: size, cropHeight: size)
+        let plane = size * size
+        let layout = image.layout
+        levels.withUnsafeBufferPointer { levels in
+            let red = levels.baseAddress!, green = red + 256, blue = red + 512
+            let out = output.baseAddress!
+            image.withPixels { pixels in
+                resize.run(source: pixels.baseAddress!, sourceWidth: image.width, channels: layout.channels) { y, row in
+                    let r = out + y * size, g = r + plane, b = g + plane
+                    switch layout {
+                    case .rgb:
+                        for x in 0..<size {
+                            r[x] = red[Int(row[3 * x])]
+                            g[x] = green[Int(row[3 * x + 1])]
+                            b[x] = blue[Int(row[3 * x + 2])]
+                        }
+                    case .gray:
+                        for x in 0..<size {
+                            let v = Int(row[x])
+                            r[x] = red[v]
+                            g[x] = green[v]
+                            b[x] = blue[v]
+                        }
+                    case .cmyk:
+                        for x in 0..<size {
+                            let p = row + 4 * x
+                            r[x] = red[Int(Self.cmykToRGB(p[0], p[3]))]
+                            g[x] = green[Int(Self.cmykToRGB(p[1], p[3]))]
+                            b[x] = blue[Int(Self.cmykToRGB(p[2], p[3]))]
+                        }
+                    }
+                }
+            }
+        }
+        return PreprocessSummary(
+            format: image.format, sourceWidth: image.sourceWidth, sourceHeight: image.sourceHeight,
+            mode: layout, progressive: image.isProgressive, dctScaleDenominator: image.dctScaleDenominator,
+            exifOrientation: image.exifOrientation, orientationApplied: image.orientationApplied,
+            decodedWidth: image.width, decodedHeight: image.height, geometry: geometry)
+    }
+
+    /// Pillow's naive CMYK -> RGB (no ICC): `255 - K` scaled by the missing ink, with
+    /// Pillow's rounded division by 255.
+    @inline(__always)
+    static func cmykToRGB(_ ink: UInt8, _ black: UInt8) -> UInt8 {
+        let remaining = 255 - Int32(black)
+        let product = Int32(ink) * remaining + 128
+        let scaled = ((product >> 8) + product) >> 8
+        let value = remaining - scaled
+        return UInt8(clamping: value)
+    }
+
+    /// Largest DCT scaling that keeps the shortest side at least `imageSize` (1 = exact decode).
+    private func dctScale(for bytes: UnsafeRawBufferPointer) -> Int {
+        guard options.fastDCTDownscale, ImageFormat.detect(bytes) == .jpeg,
+              let header = try? ImageDecoder.jpegHeader(bytes)
+        else { return 1 }
+        let short = min(header.width, header.height)
+        for denominator in [8, 4, 2] where short >= denominator * options.imageSize {
+            return denominator
+        }
+        return 1
+    }
+}
