@@ -4,6 +4,6 @@ struct ClipdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
-        subcommands: []
+        subcommands: [PreprocessCommand.self]
     )
 }
