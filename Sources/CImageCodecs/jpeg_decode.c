@@ -208,8 +208,10 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
     }
 
     uint32_t channels = channels_for(cinfo.jpeg_color_space);
+    /* RGB comes out padded to 4 bytes (RGBX) so that every colour pixel is one 32-bit
+       lane in the resampling kernels; libjpeg-turbo writes the padding for free. */
     cinfo.out_color_space =
-        channels == CIC_PIXELS_GRAY ? JCS_GRAYSCALE : (channels == CIC_PIXELS_CMYK ? JCS_CMYK : JCS_RGB);
+        channels == CIC_PIXELS_GRAY ? JCS_GRAYSCALE : (channels == CIC_PIXELS_CMYK ? JCS_CMYK : JCS_EXT_RGBX);
     /* Pillow's settings: accurate integer IDCT, smooth ("fancy") chroma upsampling. */
     cinfo.dct_method = JDCT_ISLOW;
     cinfo.do_fancy_upsampling = TRUE;
@@ -217,7 +219,7 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
     cinfo.scale_denom = scale_denominator;
     jpeg_calc_output_dimensions(&cinfo);
 
-    size_t row_bytes = (size_t)cinfo.output_width * channels;
+    size_t row_bytes = (size_t)cinfo.output_width * (channels == CIC_PIXELS_GRAY ? 1 : 4);
     pixels = malloc(row_bytes * cinfo.output_height);
     if (pixels == NULL) {
         copy_message(message, "out of memory for the decoded image");

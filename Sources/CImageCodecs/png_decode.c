@@ -86,15 +86,24 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
 
     /* What Pillow's open + convert('RGB') keeps: palette colours, the high byte of
        16-bit samples, gray replicated later; alpha and tRNS are dropped. */
+    png_byte color_type = png_get_color_type(png, info);
+    int has_alpha = (color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
     png_set_palette_to_rgb(png);
     png_set_expand_gray_1_2_4_to_8(png);
     png_set_strip_16(png);
-    png_set_strip_alpha(png);
+    if (color_type & PNG_COLOR_MASK_COLOR) {
+        /* 4 bytes per pixel: the alpha byte, or a filler, is the padding byte. */
+        if (!has_alpha) {
+            png_set_filler(png, 0xFF, PNG_FILLER_AFTER);
+        }
+    } else {
+        png_set_strip_alpha(png);
+    }
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     png_byte channels = png_get_channels(png, info);
-    if (channels != 1 && channels != 3) {
+    if (channels != 1 && channels != 4) {
         snprintf(message, CIC_MESSAGE_CAPACITY, "unexpected PNG layout with %u channels", channels);
         png_destroy_read_struct(&png, &info, NULL);
         return CIC_UNSUPPORTED;
@@ -126,7 +135,7 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     image->source_height = height;
     image->width = width;
     image->height = height;
-    image->channels = channels;
+    image->channels = channels == 1 ? CIC_PIXELS_GRAY : CIC_PIXELS_RGB;
     image->scale_denominator = 1;
     image->exif_orientation = 1;
     image->pixels = pixels;

@@ -6,11 +6,12 @@ public enum PixelLayout: String, Sendable {
     /// Four ink samples per pixel, 0 = no ink (Pillow mode "CMYK").
     case cmyk = "CMYK"
 
-    public var channels: Int {
+    /// Bytes per stored pixel: RGB carries one byte of padding (RGBX) so that colour
+    /// pixels are 32-bit lanes for the resampling kernels.
+    public var bytesPerPixel: Int {
         switch self {
         case .gray: 1
-        case .rgb: 3
-        case .cmyk: 4
+        case .rgb, .cmyk: 4
         }
     }
 }
@@ -66,7 +67,7 @@ public final class DecodedImage: @unchecked Sendable {
     }
 
     /// Bytes per row (rows are packed).
-    public var rowBytes: Int { width * layout.channels }
+    public var rowBytes: Int { width * layout.bytesPerPixel }
 
     public func withPixels<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
         try body(UnsafeBufferPointer(start: storage, count: rowBytes * height))
@@ -80,7 +81,7 @@ public final class DecodedImage: @unchecked Sendable {
         let swapsAxes = exifOrientation >= 5
         let outWidth = swapsAxes ? height : width
         let outHeight = swapsAxes ? width : height
-        let channels = layout.channels
+        let channels = layout.bytesPerPixel
         let output = UnsafeMutablePointer<UInt8>.allocate(capacity: outWidth * outHeight * channels)
         let orientation = exifOrientation
         let inWidth = width
@@ -113,9 +114,9 @@ public final class DecodedImage: @unchecked Sendable {
             storage: output, storageFreedByC: false)
     }
 
-    /// An image from raw interleaved pixels (tests, synthetic inputs).
+    /// An image from raw interleaved pixels (`layout.bytesPerPixel` bytes each; tests, synthetic inputs).
     public static func fromPixels(_ pixels: [UInt8], width: Int, height: Int, layout: PixelLayout) -> DecodedImage {
-        precondition(width > 0 && height > 0 && pixels.count == width * height * layout.channels)
+        precondition(width > 0 && height > 0 && pixels.count == width * height * layout.bytesPerPixel)
         let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: pixels.count)
         storage.initialize(from: pixels, count: pixels.count)
         return DecodedImage(

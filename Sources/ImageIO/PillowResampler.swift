@@ -1,3 +1,5 @@
+import CImageCodecs
+
 /// Pillow's antialiased bicubic resampling (`Image.resize(..., Image.BICUBIC)`), re-implemented
 /// to give the same bytes: Keys cubic with a = -0.5, support widened by the downscale factor,
 /// weights normalised to sum 1 then rounded to fixed point with 22 fractional bits, two
@@ -35,6 +37,8 @@ struct ResampleWeights {
     let taps: Int
     let starts: [Int]
     let weights: [Int32]   // outputs.count x taps
+
+    var starts32: [Int32] { starts.map { Int32($0) } }
 
     init(inputSize: Int, outputSize: Int, outputs: Range<Int>) {
         precondition(inputSize > 0 && outputSize > 0)
@@ -111,103 +115,49 @@ struct CroppedResize {
         }
     }
 
-    /// Runs both passes; `emitRow(y, row)` receives each finished uint8 output row
-    /// (`cropWidth * channels` interleaved samples) in order.
-    func run(source: UnsafePointer<UInt8>, sourceWidth: Int, channels: Int,
+    /// Runs both passes; `emitRow(y, row)` receives each finished output row
+    /// (`cropWidth * bytesPerPixel` bytes) in order. `useSIMD: false` forces the plain C
+    /// kernels (tests compare both).
+    func run(source: UnsafePointer<UInt8>, sourceWidth: Int, bytesPerPixel: Int, useSIMD: Bool = true,
              emitRow: (Int, UnsafePointer<UInt8>) -> Void) {
-        let rowSamples = cropWidth * channels
+        let rowBytes = cropWidth * bytesPerPixel
+        let sourceStride = sourceWidth * bytesPerPixel
+        let simd: Int32 = useSIMD ? 1 : 0
         // Horizontal pass over the source rows the vertical pass needs.
-        let intermediate = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRowCount * rowSamples)
+        let intermediate = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRowCount * rowBytes)
         defer { intermediate.deallocate() }
-        for row in 0..<sourceRowCount {
-            let input = source + (firstSourceRow + row) * sourceWidth * channels
-            let output = intermediate + row * rowSamples
-            if let horizontal {
-                Self.resampleRow(input, into: output, weights: horizontal, count: cropWidth, channels: channels)
-            } else {
-                output.update(from: input + cropLeft * channels, count: rowSamples)
+        let firstRow = source + firstSourceRow * sourceStride
+        if let horizontal {
+            horizontal.starts32.withUnsafeBufferPointer { starts in
+                horizontal.weights.withUnsafeBufferPointer { weights in
+                    cic_resample_horizontal(
+                        firstRow, sourceStride, intermediate, rowBytes, Int32(sourceRowCount), Int32(cropWidth),
+                        Int32(bytesPerPixel), starts.baseAddress, weights.baseAddress, Int32(horizontal.taps), simd)
+                }
+            }
+        } else {
+            for row in 0..<sourceRowCount {
+                (intermediate + row * rowBytes).update(from: firstRow + row * sourceStride + cropLeft * bytesPerPixel, count: rowBytes)
             }
         }
         guard let vertical else {
             for y in 0..<cropHeight {
-                emitRow(y, intermediate + y * rowSamples)
+                emitRow(y, intermediate + y * rowBytes)
             }
             return
         }
-        let sums = UnsafeMutablePointer<Int32>.allocate(capacity: rowSamples)
-        let finished = UnsafeMutablePointer<UInt8>.allocate(capacity: rowSamples)
-        defer {
-            sums.deallocate()
-            finished.deallocate()
-        }
-        vertical.weights.withUnsafeBufferPointer { weights in
-            let taps = vertical.taps
-            for y in 0..<cropHeight {
-                sums.update(repeating: PillowBicubic.rounding, count: rowSamples)
-                let firstRow = vertical.starts[y] - firstSourceRow
-                for tap in 0..<taps {
-                    let weight = weights[y * taps + tap]
-                    if weight == 0 { continue }
-                    let input = intermediate + (firstRow + tap) * rowSamples
-                    for i in 0..<rowSamples {
-                        sums[i] = sums[i] &+ Int32(input[i]) &* weight
-                    }
-                }
-                for i in 0..<rowSamples {
-                    finished[i] = PillowBicubic.clip8(sums[i])
-                }
-                emitRow(y, finished)
+        let finished = UnsafeMutablePointer<UInt8>.allocate(capacity: cropHeight * rowBytes)
+        defer { finished.deallocate() }
+        let relativeStarts = vertical.starts32.map { $0 - Int32(firstSourceRow) }
+        relativeStarts.withUnsafeBufferPointer { starts in
+            vertical.weights.withUnsafeBufferPointer { weights in
+                cic_resample_vertical(
+                    intermediate, rowBytes, finished, rowBytes, Int32(cropHeight), Int32(rowBytes),
+                    starts.baseAddress, weights.baseAddress, Int32(vertical.taps), simd)
             }
         }
-    }
-
-    private static func resampleRow(_ input: UnsafePointer<UInt8>, into output: UnsafeMutablePointer<UInt8>,
-                                    weights: ResampleWeights, count: Int, channels: Int) {
-        let taps = weights.taps
-        weights.weights.withUnsafeBufferPointer { allWeights in
-            weights.starts.withUnsafeBufferPointer { starts in
-                let k = allWeights.baseAddress!
-                switch channels {
-                case 3:
-                    for x in 0..<count {
-                        var s0 = PillowBicubic.rounding, s1 = s0, s2 = s0
-                        let w = k + x * taps
-                        var p = input + starts[x] * 3
-                        for t in 0..<taps {
-                            let weight = w[t]
-                            s0 = s0 &+ Int32(p[0]) &* weight
-                            s1 = s1 &+ Int32(p[1]) &* weight
-                            s2 = s2 &+ Int32(p[2]) &* weight
-                            p += 3
-                        }
-                        output[x * 3] = PillowBicubic.clip8(s0)
-                        output[x * 3 + 1] = PillowBicubic.clip8(s1)
-                        output[x * 3 + 2] = PillowBicubic.clip8(s2)
-                    }
-                case 1:
-                    for x in 0..<count {
-                        var s0 = PillowBicubic.rounding
-                        let w = k + x * taps
-                        let p = input + starts[x]
-                        for t in 0..<taps {
-                            s0 = s0 &+ Int32(p[t]) &* w[t]
-                        }
-                        output[x] = PillowBicubic.clip8(s0)
-                    }
-                default:
-                    for x in 0..<count {
-                        let w = k + x * taps
-                        let p = input + starts[x] * channels
-                        for c in 0..<channels {
-                            var s = PillowBicubic.rounding
-                            for t in 0..<taps {
-                                s = s &+ Int32(p[t * channels + c]) &* w[t]
-                            }
-                            output[x * channels + c] = PillowBicubic.clip8(s)
-                        }
-                    }
-                }
-            }
+        for y in 0..<cropHeight {
+            emitRow(y, finished + y * rowBytes)
         }
     }
 }

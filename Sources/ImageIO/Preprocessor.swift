@@ -106,14 +106,14 @@ public struct Preprocessor: Sendable {
             let red = levels.baseAddress!, green = red + 256, blue = red + 512
             let out = output.baseAddress!
             image.withPixels { pixels in
-                resize.run(source: pixels.baseAddress!, sourceWidth: image.width, channels: layout.channels) { y, row in
+                resize.run(source: pixels.baseAddress!, sourceWidth: image.width, bytesPerPixel: layout.bytesPerPixel) { y, row in
                     let r = out + y * size, g = r + plane, b = g + plane
                     switch layout {
                     case .rgb:
                         for x in 0..<size {
-                            r[x] = red[Int(row[3 * x])]
-                            g[x] = green[Int(row[3 * x + 1])]
-                            b[x] = blue[Int(row[3 * x + 2])]
+                            r[x] = red[Int(row[4 * x])]
+                            g[x] = green[Int(row[4 * x + 1])]
+                            b[x] = blue[Int(row[4 * x + 2])]
                         }
                     case .gray:
                         for x in 0..<size {

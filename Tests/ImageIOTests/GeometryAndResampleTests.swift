@@ -52,7 +52,7 @@ final class GeometryAndResampleTests: XCTestCase {
         let shapes: [(Int, Int, Int)] = [(37, 23, 16), (23, 37, 16), (64, 64, 20), (9, 5, 12), (1, 1, 4), (2, 7, 3), (100, 30, 30), (30, 31, 30)]
         for (width, height, size) in shapes {
             for layout in [PixelLayout.gray, .rgb, .cmyk] {
-                let c = layout.channels
+                let c = layout.bytesPerPixel
                 let pixels = (0..<(width * height * c)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
                 let g = ResizeGeometry(width: width, height: height, size: size)
                 let expected = NaivePillowResize.resize(pixels, width: width, height: height, channels: c,
@@ -60,18 +60,20 @@ final class GeometryAndResampleTests: XCTestCase {
                 let resize = CroppedResize(inputWidth: width, inputHeight: height,
                                            outputWidth: g.resizedWidth, outputHeight: g.resizedHeight,
                                            cropLeft: g.cropLeft, cropTop: g.cropTop, cropWidth: size, cropHeight: size)
-                var actual = [UInt8]()
-                pixels.withUnsafeBufferPointer { source in
-                    resize.run(source: source.baseAddress!, sourceWidth: width, channels: c) { _, row in
-                        actual.append(contentsOf: UnsafeBufferPointer(start: row, count: size * c))
-                    }
-                }
                 var cropped = [UInt8]()
                 for y in g.cropTop..<(g.cropTop + size) {
                     let start = (y * g.resizedWidth + g.cropLeft) * c
                     cropped.append(contentsOf: expected[start..<(start + size * c)])
                 }
-                XCTAssertEqual(actual, cropped, "\(width)x\(height) \(layout) -> \(size)")
+                for useSIMD in [true, false] {
+                    var actual = [UInt8]()
+                    pixels.withUnsafeBufferPointer { source in
+                        resize.run(source: source.baseAddress!, sourceWidth: width, bytesPerPixel: c, useSIMD: useSIMD) { _, row in
+                            actual.append(contentsOf: UnsafeBufferPointer(start: row, count: size * c))
+                        }
+                    }
+                    XCTAssertEqual(actual, cropped, "\(width)x\(height) \(layout) -> \(size) simd \(useSIMD)")
+                }
             }
         }
     }
@@ -119,7 +121,7 @@ final class GeometryAndResampleTests: XCTestCase {
 
     func testNormalisationIsTorchsFloat32Arithmetic() throws {
         let preprocessor = Preprocessor(options: PreprocessOptions(imageSize: 4))
-        let white = DecodedImage.fromPixels([UInt8](repeating: 255, count: 4 * 4 * 3), width: 4, height: 4, layout: .rgb)
+        let white = DecodedImage.fromPixels([UInt8](repeating: 255, count: 4 * 4 * 4), width: 4, height: 4, layout: .rgb)
         var output = [Float](repeating: 0, count: 48)
         _ = output.withUnsafeMutableBufferPointer { preprocessor.preprocess(white, into: $0) }
         for channel in 0..<3 {

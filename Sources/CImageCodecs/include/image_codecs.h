@@ -19,7 +19,7 @@ typedef enum {
 
 typedef enum {
     CIC_PIXELS_GRAY = 1,   /* 1 byte per pixel */
-    CIC_PIXELS_RGB = 3,    /* R, G, B */
+    CIC_PIXELS_RGB = 3,    /* 4 bytes per pixel: R, G, B and one byte of padding */
     CIC_PIXELS_CMYK = 4,   /* C, M, Y, K with 0 = no ink (Adobe inversion already undone) */
 } cic_pixel_layout;
 
@@ -57,8 +57,8 @@ cic_status cic_jpeg_read_header(const unsigned char *data, size_t size,
 cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
                            uint32_t scale_denominator, cic_image *image, char *message);
 
-/* Decodes a PNG to gray or RGB (alpha dropped, palettes expanded, 16-bit reduced
-   to the high byte). */
+/* Decodes a PNG to gray or padded RGB (alpha ignored, palettes expanded, 16-bit
+   reduced to the high byte). */
 cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
                           cic_image *image, char *message);
 
