@@ -1,5 +1,6 @@
 #include "resample_kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -34,53 +35,91 @@ static inline int32_t pack_pair(int32_t first, int32_t second) {
     return (int32_t)(((uint32_t)(uint16_t)second << 16) | (uint16_t)first);
 }
 
+/* For every output and every pair of taps (t, t+1), the 16-bit high halves and low halves
+   packed for pmaddwd: [high pairs..., low pairs...] per output. An odd last tap is paired
+   with weight 0. Returns NULL when out of memory. */
+static int32_t *pack_weight_pairs(const int32_t *weights, int outputs, int taps) {
+    int pairs = (taps + 1) / 2;
+    int32_t *packed = malloc(sizeof(int32_t) * (size_t)outputs * pairs * 2);
+    if (packed == NULL) {
+        return NULL;
+    }
+    for (int o = 0; o < outputs; o++) {
+        const int32_t *w = weights + (size_t)o * taps;
+        int32_t *high = packed + (size_t)o * pairs * 2;
+        int32_t *low = high + pairs;
+        for (int p = 0; p < pairs; p++) {
+            int32_t first = w[2 * p];
+            int32_t second = 2 * p + 1 < taps ? w[2 * p + 1] : 0;
+            high[p] = pack_pair(first >> 8, second >> 8);
+            low[p] = pack_pair(first & 255, second & 255);
+        }
+    }
+    return packed;
+}
+
 static inline __m128i finish(__m128i high, __m128i low) {
     __m128i sum = _mm_add_epi32(_mm_add_epi32(_mm_slli_epi32(high, 8), low), _mm_set1_epi32(ROUNDING));
     return _mm_srai_epi32(sum, PRECISION_BITS);
 }
 
-static void horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8_t *output,
-                                 size_t output_stride, int rows, int output_width,
-                                 const int32_t *starts, const int32_t *weights, int taps) {
+static int horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8_t *output,
+                                size_t output_stride, int rows, int output_width,
+                                const int32_t *starts, const int32_t *weights, int taps) {
     const __m128i zero = _mm_setzero_si128();
+    const int pairs = (taps + 1) / 2;
+    const int full_pairs = taps / 2;
+    int32_t *packed = pack_weight_pairs(weights, output_width, taps);
+    if (packed == NULL) {
+        return 0;
+    }
     for (int row = 0; row < rows; row++) {
         const uint8_t *in = input + (size_t)row * input_stride;
         uint8_t *out = output + (size_t)row * output_stride;
         for (int x = 0; x < output_width; x++) {
             const uint8_t *pixel = in + (size_t)starts[x] * 4;
-            const int32_t *w = weights + (size_t)x * taps;
+            const int32_t *high_weights = packed + (size_t)x * pairs * 2;
+            const int32_t *low_weights = high_weights + pairs;
             __m128i high = zero, low = zero;
-            int t = 0;
-            for (; t + 1 < taps; t += 2) {
-                __m128i two = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(pixel + t * 4)), zero);
+            for (int p = 0; p < full_pairs; p++) {
+                __m128i two = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(pixel + p * 8)), zero);
                 /* r0 r1 g0 g1 b0 b1 x0 x1: the two taps of each channel side by side */
-                __m128i pairs = _mm_unpacklo_epi16(two, _mm_srli_si128(two, 8));
-                high = _mm_add_epi32(high, _mm_madd_epi16(pairs, _mm_set1_epi32(pack_pair(w[t] >> 8, w[t + 1] >> 8))));
-                low = _mm_add_epi32(low, _mm_madd_epi16(pairs, _mm_set1_epi32(pack_pair(w[t] & 255, w[t + 1] & 255))));
+                __m128i both = _mm_unpacklo_epi16(two, _mm_srli_si128(two, 8));
+                high = _mm_add_epi32(high, _mm_madd_epi16(both, _mm_set1_epi32(high_weights[p])));
+                low = _mm_add_epi32(low, _mm_madd_epi16(both, _mm_set1_epi32(low_weights[p])));
             }
-            if (t < taps) {
+            if (full_pairs < pairs) {
                 int32_t last;
-                memcpy(&last, pixel + t * 4, 4);
+                memcpy(&last, pixel + full_pairs * 8, 4);
                 __m128i one = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(last), zero), zero);
-                high = _mm_add_epi32(high, _mm_madd_epi16(one, _mm_set1_epi32(pack_pair(w[t] >> 8, 0))));
-                low = _mm_add_epi32(low, _mm_madd_epi16(one, _mm_set1_epi32(pack_pair(w[t] & 255, 0))));
+                high = _mm_add_epi32(high, _mm_madd_epi16(one, _mm_set1_epi32(high_weights[full_pairs])));
+                low = _mm_add_epi32(low, _mm_madd_epi16(one, _mm_set1_epi32(low_weights[full_pairs])));
             }
             __m128i value = finish(high, low);
             value = _mm_packus_epi16(_mm_packs_epi32(value, value), value);
-            int32_t packed = _mm_cvtsi128_si32(value);
-            memcpy(out + (size_t)x * 4, &packed, 4);
+            int32_t bytes = _mm_cvtsi128_si32(value);
+            memcpy(out + (size_t)x * 4, &bytes, 4);
         }
     }
+    free(packed);
+    return 1;
 }
 
-static void vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *output,
-                          size_t output_stride, int output_rows, int row_bytes,
-                          const int32_t *starts, const int32_t *weights, int taps) {
+static int vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *output,
+                         size_t output_stride, int output_rows, int row_bytes,
+                         const int32_t *starts, const int32_t *weights, int taps) {
     const __m128i zero = _mm_setzero_si128();
+    const int pairs = (taps + 1) / 2;
     int vector_bytes = row_bytes & ~7;
+    int32_t *packed = pack_weight_pairs(weights, output_rows, taps);
+    if (packed == NULL) {
+        return 0;
+    }
     for (int y = 0; y < output_rows; y++) {
         const uint8_t *first = input + (size_t)starts[y] * input_stride;
         const int32_t *w = weights + (size_t)y * taps;
+        const int32_t *high_weights = packed + (size_t)y * pairs * 2;
+        const int32_t *low_weights = high_weights + pairs;
         uint8_t *out = output + (size_t)y * output_stride;
         for (int i = 0; i < vector_bytes; i += 8) {
             __m128i high0 = zero, high1 = zero, low0 = zero, low1 = zero;
@@ -90,8 +129,8 @@ static void vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *ou
                 __m128i b = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(first + (size_t)(t + 1) * input_stride + i)), zero);
                 __m128i pairs0 = _mm_unpacklo_epi16(a, b);
                 __m128i pairs1 = _mm_unpackhi_epi16(a, b);
-                __m128i wh = _mm_set1_epi32(pack_pair(w[t] >> 8, w[t + 1] >> 8));
-                __m128i wl = _mm_set1_epi32(pack_pair(w[t] & 255, w[t + 1] & 255));
+                __m128i wh = _mm_set1_epi32(high_weights[t / 2]);
+                __m128i wl = _mm_set1_epi32(low_weights[t / 2]);
                 high0 = _mm_add_epi32(high0, _mm_madd_epi16(pairs0, wh));
                 high1 = _mm_add_epi32(high1, _mm_madd_epi16(pairs1, wh));
                 low0 = _mm_add_epi32(low0, _mm_madd_epi16(pairs0, wl));
@@ -101,8 +140,8 @@ static void vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *ou
                 __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(first + (size_t)t * input_stride + i)), zero);
                 __m128i pairs0 = _mm_unpacklo_epi16(a, zero);
                 __m128i pairs1 = _mm_unpackhi_epi16(a, zero);
-                __m128i wh = _mm_set1_epi32(pack_pair(w[t] >> 8, 0));
-                __m128i wl = _mm_set1_epi32(pack_pair(w[t] & 255, 0));
+                __m128i wh = _mm_set1_epi32(high_weights[t / 2]);
+                __m128i wl = _mm_set1_epi32(low_weights[t / 2]);
                 high0 = _mm_add_epi32(high0, _mm_madd_epi16(pairs0, wh));
                 high1 = _mm_add_epi32(high1, _mm_madd_epi16(pairs1, wh));
                 low0 = _mm_add_epi32(low0, _mm_madd_epi16(pairs0, wl));
@@ -119,6 +158,8 @@ static void vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *ou
             out[i] = clip8(sum);
         }
     }
+    free(packed);
+    return 1;
 }
 #endif
 
@@ -130,9 +171,10 @@ void cic_resample_horizontal(const uint8_t *input, size_t input_stride,
 #if CIC_HAVE_SSE2
     if (allow_simd && bytes_per_pixel == 4 &&
         weights_fit_16bit_halves(weights, (size_t)output_width * taps)) {
-        horizontal_rgbx_sse2(input, input_stride, output, output_stride, rows, output_width,
-                             starts, weights, taps);
-        return;
+        if (horizontal_rgbx_sse2(input, input_stride, output, output_stride, rows, output_width,
+                                 starts, weights, taps)) {
+            return;
+        }
     }
 #else
     (void)allow_simd;
@@ -162,9 +204,10 @@ void cic_resample_vertical(const uint8_t *input, size_t input_stride,
                            int allow_simd) {
 #if CIC_HAVE_SSE2
     if (allow_simd && weights_fit_16bit_halves(weights, (size_t)output_rows * taps)) {
-        vertical_sse2(input, input_stride, output, output_stride, output_rows, row_bytes,
-                      starts, weights, taps);
-        return;
+        if (vertical_sse2(input, input_stride, output, output_stride, output_rows, row_bytes,
+                          starts, weights, taps)) {
+            return;
+        }
     }
 #else
     (void)allow_simd;

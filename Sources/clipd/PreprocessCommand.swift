@@ -75,6 +75,7 @@ struct PreprocessCommand: ParsableCommand {
         var output = [Float](repeating: 0, count: preprocessor.outputCount)
         var count = 0
         var checksum: Float = 0
+        let cpuStart = Self.processCPUSeconds()
         let start = DispatchTime.now().uptimeNanoseconds
         var elapsed = 0.0
         repeat {
@@ -87,7 +88,16 @@ struct PreprocessCommand: ParsableCommand {
             }
             elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         } while elapsed < seconds
-        print("{\"images\":\(count),\"seconds\":\(elapsed),\"images_per_second\":\(Double(count) / elapsed),\"fast_dct\":\(fastDCT),\"checksum\":\(checksum)}")
+        let cpu = Self.processCPUSeconds() - cpuStart
+        print("{\"images\":\(count),\"seconds\":\(elapsed),\"cpu_seconds\":\(cpu),\"images_per_second\":\(Double(count) / elapsed),"
+            + "\"images_per_cpu_second\":\(Double(count) / cpu),\"fast_dct\":\(fastDCT),\"checksum\":\(checksum)}")
+    }
+
+    /// CPU time of this process: unlike wall time, not inflated by other processes on a shared machine.
+    static func processCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
     static func json(_ summary: PreprocessSummary, image: String, output: String) -> String {
