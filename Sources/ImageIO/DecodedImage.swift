@@ -81,28 +81,35 @@ public final class DecodedImage: @unchecked Sendable {
         let swapsAxes = exifOrientation >= 5
         let outWidth = swapsAxes ? height : width
         let outHeight = swapsAxes ? width : height
-        let channels = layout.bytesPerPixel
-        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: outWidth * outHeight * channels)
-        let orientation = exifOrientation
-        let inWidth = width
-        let inHeight = height
+        let bytesPerPixel = layout.bytesPerPixel
+        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: outWidth * outHeight * bytesPerPixel)
+        // Output pixel (x, y) reads source pixel origin + x * stepX + y * stepY (in pixels).
+        let w = width, h = height
+        let (origin, stepX, stepY): (Int, Int, Int) = switch exifOrientation {
+        case 2: (w - 1, -1, w)                      // mirror
+        case 3: (h * w - 1, -1, -w)                 // rotate 180
+        case 4: ((h - 1) * w, 1, -w)                // flip
+        case 5: (0, w, 1)                           // transpose
+        case 6: ((h - 1) * w, -w, 1)                // rotate 90 clockwise
+        case 7: (h * w - 1, -w, -1)                 // transverse
+        default: (w - 1, w, -1)                     // 8: rotate 90 counter-clockwise
+        }
         let input = storage
         for y in 0..<outHeight {
-            for x in 0..<outWidth {
-                let (sourceX, sourceY): (Int, Int)
-                switch orientation {
-                case 2: (sourceX, sourceY) = (inWidth - 1 - x, y)                    // mirror
-                case 3: (sourceX, sourceY) = (inWidth - 1 - x, inHeight - 1 - y)     // rotate 180
-                case 4: (sourceX, sourceY) = (x, inHeight - 1 - y)                   // flip
-                case 5: (sourceX, sourceY) = (y, x)                                  // transpose
-                case 6: (sourceX, sourceY) = (y, inHeight - 1 - x)                   // rotate 90 clockwise
-                case 7: (sourceX, sourceY) = (inWidth - 1 - y, inHeight - 1 - x)     // transverse
-                default: (sourceX, sourceY) = (inWidth - 1 - y, x)                   // 8: rotate 90 counter-clockwise
+            var from = origin + y * stepY
+            let row = output + y * outWidth * bytesPerPixel
+            if bytesPerPixel == 4 {
+                let source = UnsafeRawPointer(input)
+                let target = UnsafeMutableRawPointer(row)
+                for x in 0..<outWidth {
+                    target.storeBytes(of: source.loadUnaligned(fromByteOffset: from * 4, as: UInt32.self),
+                                      toByteOffset: x * 4, as: UInt32.self)
+                    from += stepX
                 }
-                let from = (sourceY * inWidth + sourceX) * channels
-                let to = (y * outWidth + x) * channels
-                for channel in 0..<channels {
-                    output[to + channel] = input[from + channel]
+            } else {
+                for x in 0..<outWidth {
+                    row[x] = input[from]
+                    from += stepX
                 }
             }
         }

@@ -79,8 +79,7 @@ final class GeometryAndResampleTests: XCTestCase {
     }
 
     func testOrientationTransforms() {
-        // 3x2 RGB-less gray picture:  1 2 3 / 4 5 6
-        let image = DecodedImage.fromPixels([1, 2, 3, 4, 5, 6], width: 3, height: 2, layout: .gray)
+        // 3x2 picture:  1 2 3 / 4 5 6  (as gray, and as RGBX with each value in all 4 bytes)
         let expected: [Int: (Int, Int, [UInt8])] = [
             2: (3, 2, [3, 2, 1, 6, 5, 4]),
             3: (3, 2, [6, 5, 4, 3, 2, 1]),
@@ -90,20 +89,23 @@ final class GeometryAndResampleTests: XCTestCase {
             7: (2, 3, [6, 3, 5, 2, 4, 1]),
             8: (2, 3, [3, 6, 2, 5, 1, 4]),
         ]
-        for (orientation, (w, h, pixels)) in expected {
-            let tagged = DecodedImage(
-                width: 3, height: 2, layout: .gray, format: .jpeg, sourceWidth: 3, sourceHeight: 2,
-                dctScaleDenominator: 1, isProgressive: false, exifOrientation: orientation, orientationApplied: false,
-                storage: image.withPixels { buffer in
-                    let copy = UnsafeMutablePointer<UInt8>.allocate(capacity: 6)
-                    copy.initialize(from: buffer.baseAddress!, count: 6)
-                    return copy
-                }, storageFreedByC: false)
-            let upright = tagged.applyingOrientation()
-            XCTAssertEqual(upright.width, w, "orientation \(orientation)")
-            XCTAssertEqual(upright.height, h, "orientation \(orientation)")
-            XCTAssertEqual(upright.withPixels { Array($0) }, pixels, "orientation \(orientation)")
-            XCTAssertTrue(upright.orientationApplied)
+        for layout in [PixelLayout.gray, .rgb] {
+            let bpp = layout.bytesPerPixel
+            let pixels: [UInt8] = [1, 2, 3, 4, 5, 6].flatMap { [UInt8](repeating: $0, count: bpp) }
+            for (orientation, (w, h, values)) in expected {
+                let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: pixels.count)
+                storage.initialize(from: pixels, count: pixels.count)
+                let tagged = DecodedImage(
+                    width: 3, height: 2, layout: layout, format: .jpeg, sourceWidth: 3, sourceHeight: 2,
+                    dctScaleDenominator: 1, isProgressive: false, exifOrientation: orientation,
+                    orientationApplied: false, storage: storage, storageFreedByC: false)
+                let upright = tagged.applyingOrientation()
+                XCTAssertEqual(upright.width, w, "orientation \(orientation)")
+                XCTAssertEqual(upright.height, h, "orientation \(orientation)")
+                XCTAssertEqual(upright.withPixels { Array($0) }, values.flatMap { [UInt8](repeating: $0, count: bpp) },
+                               "orientation \(orientation) \(layout)")
+                XCTAssertTrue(upright.orientationApplied)
+            }
         }
     }
 
