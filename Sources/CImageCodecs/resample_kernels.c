@@ -35,24 +35,25 @@ static inline int32_t pack_pair(int32_t first, int32_t second) {
     return (int32_t)(((uint32_t)(uint16_t)second << 16) | (uint16_t)first);
 }
 
-/* For every output and every pair of taps (t, t+1), the 16-bit high halves and low halves
-   packed for pmaddwd: [high pairs..., low pairs...] per output. An odd last tap is paired
-   with weight 0. Returns NULL when out of memory. */
-static int32_t *pack_weight_pairs(const int32_t *weights, int outputs, int taps) {
+/* For every output and every pair of taps (t, t+1), the 16-bit high halves and the low
+   halves packed for pmaddwd and already broadcast to all four lanes:
+   [high pair 0, high pair 1, ..., low pair 0, low pair 1, ...] per output. An odd last
+   tap is paired with weight 0. Returns NULL when out of memory; free with _mm_free. */
+static __m128i *pack_weight_pairs(const int32_t *weights, int outputs, int taps) {
     int pairs = (taps + 1) / 2;
-    int32_t *packed = malloc(sizeof(int32_t) * (size_t)outputs * pairs * 2);
+    __m128i *packed = _mm_malloc(sizeof(__m128i) * (size_t)outputs * pairs * 2, 16);
     if (packed == NULL) {
         return NULL;
     }
     for (int o = 0; o < outputs; o++) {
         const int32_t *w = weights + (size_t)o * taps;
-        int32_t *high = packed + (size_t)o * pairs * 2;
-        int32_t *low = high + pairs;
+        __m128i *high = packed + (size_t)o * pairs * 2;
+        __m128i *low = high + pairs;
         for (int p = 0; p < pairs; p++) {
             int32_t first = w[2 * p];
             int32_t second = 2 * p + 1 < taps ? w[2 * p + 1] : 0;
-            high[p] = pack_pair(first >> 8, second >> 8);
-            low[p] = pack_pair(first & 255, second & 255);
+            high[p] = _mm_set1_epi32(pack_pair(first >> 8, second >> 8));
+            low[p] = _mm_set1_epi32(pack_pair(first & 255, second & 255));
         }
     }
     return packed;
@@ -69,7 +70,7 @@ static int horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8
     const __m128i zero = _mm_setzero_si128();
     const int pairs = (taps + 1) / 2;
     const int full_pairs = taps / 2;
-    int32_t *packed = pack_weight_pairs(weights, output_width, taps);
+    __m128i *packed = pack_weight_pairs(weights, output_width, taps);
     if (packed == NULL) {
         return 0;
     }
@@ -78,22 +79,22 @@ static int horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8
         uint8_t *out = output + (size_t)row * output_stride;
         for (int x = 0; x < output_width; x++) {
             const uint8_t *pixel = in + (size_t)starts[x] * 4;
-            const int32_t *high_weights = packed + (size_t)x * pairs * 2;
-            const int32_t *low_weights = high_weights + pairs;
+            const __m128i *high_weights = packed + (size_t)x * pairs * 2;
+            const __m128i *low_weights = high_weights + pairs;
             __m128i high = zero, low = zero;
             for (int p = 0; p < full_pairs; p++) {
                 __m128i two = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(pixel + p * 8)), zero);
                 /* r0 r1 g0 g1 b0 b1 x0 x1: the two taps of each channel side by side */
                 __m128i both = _mm_unpacklo_epi16(two, _mm_srli_si128(two, 8));
-                high = _mm_add_epi32(high, _mm_madd_epi16(both, _mm_set1_epi32(high_weights[p])));
-                low = _mm_add_epi32(low, _mm_madd_epi16(both, _mm_set1_epi32(low_weights[p])));
+                high = _mm_add_epi32(high, _mm_madd_epi16(both, high_weights[p]));
+                low = _mm_add_epi32(low, _mm_madd_epi16(both, low_weights[p]));
             }
             if (full_pairs < pairs) {
                 int32_t last;
                 memcpy(&last, pixel + full_pairs * 8, 4);
                 __m128i one = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(last), zero), zero);
-                high = _mm_add_epi32(high, _mm_madd_epi16(one, _mm_set1_epi32(high_weights[full_pairs])));
-                low = _mm_add_epi32(low, _mm_madd_epi16(one, _mm_set1_epi32(low_weights[full_pairs])));
+                high = _mm_add_epi32(high, _mm_madd_epi16(one, high_weights[full_pairs]));
+                low = _mm_add_epi32(low, _mm_madd_epi16(one, low_weights[full_pairs]));
             }
             __m128i value = finish(high, low);
             value = _mm_packus_epi16(_mm_packs_epi32(value, value), value);
@@ -101,7 +102,7 @@ static int horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8
             memcpy(out + (size_t)x * 4, &bytes, 4);
         }
     }
-    free(packed);
+    _mm_free(packed);
     return 1;
 }
 
@@ -111,15 +112,15 @@ static int vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *out
     const __m128i zero = _mm_setzero_si128();
     const int pairs = (taps + 1) / 2;
     int vector_bytes = row_bytes & ~7;
-    int32_t *packed = pack_weight_pairs(weights, output_rows, taps);
+    __m128i *packed = pack_weight_pairs(weights, output_rows, taps);
     if (packed == NULL) {
         return 0;
     }
     for (int y = 0; y < output_rows; y++) {
         const uint8_t *first = input + (size_t)starts[y] * input_stride;
         const int32_t *w = weights + (size_t)y * taps;
-        const int32_t *high_weights = packed + (size_t)y * pairs * 2;
-        const int32_t *low_weights = high_weights + pairs;
+        const __m128i *high_weights = packed + (size_t)y * pairs * 2;
+        const __m128i *low_weights = high_weights + pairs;
         uint8_t *out = output + (size_t)y * output_stride;
         for (int i = 0; i < vector_bytes; i += 8) {
             __m128i high0 = zero, high1 = zero, low0 = zero, low1 = zero;
@@ -129,8 +130,8 @@ static int vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *out
                 __m128i b = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(first + (size_t)(t + 1) * input_stride + i)), zero);
                 __m128i pairs0 = _mm_unpacklo_epi16(a, b);
                 __m128i pairs1 = _mm_unpackhi_epi16(a, b);
-                __m128i wh = _mm_set1_epi32(high_weights[t / 2]);
-                __m128i wl = _mm_set1_epi32(low_weights[t / 2]);
+                __m128i wh = high_weights[t / 2];
+                __m128i wl = low_weights[t / 2];
                 high0 = _mm_add_epi32(high0, _mm_madd_epi16(pairs0, wh));
                 high1 = _mm_add_epi32(high1, _mm_madd_epi16(pairs1, wh));
                 low0 = _mm_add_epi32(low0, _mm_madd_epi16(pairs0, wl));
@@ -140,8 +141,8 @@ static int vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *out
                 __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(first + (size_t)t * input_stride + i)), zero);
                 __m128i pairs0 = _mm_unpacklo_epi16(a, zero);
                 __m128i pairs1 = _mm_unpackhi_epi16(a, zero);
-                __m128i wh = _mm_set1_epi32(high_weights[t / 2]);
-                __m128i wl = _mm_set1_epi32(low_weights[t / 2]);
+                __m128i wh = high_weights[t / 2];
+                __m128i wl = low_weights[t / 2];
                 high0 = _mm_add_epi32(high0, _mm_madd_epi16(pairs0, wh));
                 high1 = _mm_add_epi32(high1, _mm_madd_epi16(pairs1, wh));
                 low0 = _mm_add_epi32(low0, _mm_madd_epi16(pairs0, wl));
@@ -158,7 +159,7 @@ static int vertical_sse2(const uint8_t *input, size_t input_stride, uint8_t *out
             out[i] = clip8(sum);
         }
     }
-    free(packed);
+    _mm_free(packed);
     return 1;
 }
 #endif
