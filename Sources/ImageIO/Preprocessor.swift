@@ -11,20 +11,45 @@ public struct PreprocessOptions: Sendable, Equatable {
     /// Rotate/mirror by the EXIF orientation tag first (what viewers show). open_clip
     /// ignores the tag; turn this off to reproduce it.
     public var applyExifOrientation: Bool
-    /// Let libjpeg downscale by 1/2, 1/4 or 1/8 in the DCT domain when the shortest side
-    /// stays at least `imageSize`. Much faster for large photos, but not identical to the
-    /// reference (see Benchmarks/README.md for the measured difference).
-    public var fastDCTDownscale: Bool
+    /// Let libjpeg downscale large JPEGs by 1/2, 1/4 or 1/8 in the DCT domain before the
+    /// bicubic resize. Faster, but not identical to the reference (Benchmarks/README.md has
+    /// the measured differences); off by default.
+    public var dctDownscale: DCTDownscalePolicy
 
     public init(imageSize: Int = 224, mean: [Float] = PreprocessOptions.openAIMean,
                 std: [Float] = PreprocessOptions.openAIStd, applyExifOrientation: Bool = true,
-                fastDCTDownscale: Bool = false) {
+                dctDownscale: DCTDownscalePolicy = .off) {
         precondition(mean.count == 3 && std.count == 3, "mean and std need three channels")
         self.imageSize = imageSize
         self.mean = mean
         self.std = std
         self.applyExifOrientation = applyExifOrientation
-        self.fastDCTDownscale = fastDCTDownscale
+        self.dctDownscale = dctDownscale
+    }
+}
+
+/// How far libjpeg may shrink a JPEG while decoding (the largest of 1/2, 1/4, 1/8 allowed).
+public enum DCTDownscalePolicy: String, Sendable, CaseIterable {
+    /// Exact decode; the output equals the reference.
+    case off
+    /// Keep the shortest side at least twice the model input, so the bicubic resize still
+    /// antialiases a 2x reduction (differences of a few uint8 levels at edges).
+    case keepTwiceTarget = "twice"
+    /// Keep the shortest side at least the model input (fastest; blurrier than the reference).
+    case keepTarget = "target"
+
+    /// Largest denominator in {1, 2, 4, 8} allowed for a picture whose shortest side is `short`.
+    public func denominator(shortestSide short: Int, imageSize: Int) -> Int {
+        let margin: Int
+        switch self {
+        case .off: return 1
+        case .keepTwiceTarget: margin = 2
+        case .keepTarget: margin = 1
+        }
+        for denominator in [8, 4, 2] where short >= margin * denominator * imageSize {
+            return denominator
+        }
+        return 1
     }
 }
 
@@ -151,15 +176,11 @@ public struct Preprocessor: Sendable {
         return UInt8(clamping: value)
     }
 
-    /// Largest DCT scaling that keeps the shortest side at least `imageSize` (1 = exact decode).
+    /// DCT scaling for these bytes under the configured policy (1 = exact decode).
     private func dctScale(for bytes: UnsafeRawBufferPointer) -> Int {
-        guard options.fastDCTDownscale, ImageFormat.detect(bytes) == .jpeg,
+        guard options.dctDownscale != .off, ImageFormat.detect(bytes) == .jpeg,
               let header = try? ImageDecoder.jpegHeader(bytes)
         else { return 1 }
-        let short = min(header.width, header.height)
-        for denominator in [8, 4, 2] where short >= denominator * options.imageSize {
-            return denominator
-        }
-        return 1
+        return options.dctDownscale.denominator(shortestSide: min(header.width, header.height), imageSize: options.imageSize)
     }
 }

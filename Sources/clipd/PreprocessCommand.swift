@@ -22,8 +22,13 @@ struct PreprocessCommand: ParsableCommand {
     @Option(name: .customLong("image-size"), help: "Side S of the square model input.")
     var imageSize = 224
 
-    @Flag(name: .customLong("fast-dct"), help: "Let libjpeg downscale by 1/2, 1/4 or 1/8 while decoding (faster, not identical).")
+    @Flag(name: .customLong("fast-dct"),
+          help: "Let libjpeg downscale by 1/2, 1/4 or 1/8 while decoding while the shortest side stays >= 2*S (faster, not identical).")
     var fastDCT = false
+
+    @Flag(name: .customLong("fast-dct-max"),
+          help: "Like --fast-dct, down to a shortest side of S (fastest, furthest from the reference).")
+    var fastDCTMax = false
 
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this.")
     var maxPixels = ImageDecoder.defaultMaxPixels
@@ -35,15 +40,20 @@ struct PreprocessCommand: ParsableCommand {
         guard !images.isEmpty else { throw ValidationError("give an IMAGE to preprocess") }
         guard (1...4096).contains(imageSize) else { throw ValidationError("--image-size must be between 1 and 4096") }
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        guard !(fastDCT && fastDCTMax) else { throw ValidationError("choose one of --fast-dct and --fast-dct-max") }
         if benchSeconds == nil {
             guard images.count == 1 else { throw ValidationError("give exactly one IMAGE (several only with --bench-seconds)") }
             guard output != nil else { throw ValidationError("--output FILE is required") }
         }
     }
 
+    var dctPolicy: DCTDownscalePolicy {
+        fastDCTMax ? .keepTarget : (fastDCT ? .keepTwiceTarget : .off)
+    }
+
     func run() throws {
         let preprocessor = Preprocessor(
-            options: PreprocessOptions(imageSize: imageSize, applyExifOrientation: !ignoreExif, fastDCTDownscale: fastDCT),
+            options: PreprocessOptions(imageSize: imageSize, applyExifOrientation: !ignoreExif, dctDownscale: dctPolicy),
             decoder: ImageDecoder(maxPixels: maxPixels))
         let inputs = try images.map { path -> [UInt8] in
             guard let data = FileManager.default.contents(atPath: path) else {
@@ -90,7 +100,7 @@ struct PreprocessCommand: ParsableCommand {
         } while elapsed < seconds
         let cpu = Self.processCPUSeconds() - cpuStart
         print("{\"images\":\(count),\"seconds\":\(elapsed),\"cpu_seconds\":\(cpu),\"images_per_second\":\(Double(count) / elapsed),"
-            + "\"images_per_cpu_second\":\(Double(count) / cpu),\"fast_dct\":\(fastDCT),\"checksum\":\(checksum)}")
+            + "\"images_per_cpu_second\":\(Double(count) / cpu),\"dct_downscale\":\"\(dctPolicy.rawValue)\",\"checksum\":\(checksum)}")
     }
 
     /// CPU time of this process: unlike wall time, not inflated by other processes on a shared machine.
