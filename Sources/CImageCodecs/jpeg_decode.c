@@ -165,10 +165,12 @@ static int progression_incomplete(struct jpeg_decompress_struct *cinfo) {
 }
 
 cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
-                           uint32_t scale_denominator, cic_image *image, char *message) {
+                           uint32_t scale_denominator, const cic_region *region,
+                           cic_image *image, char *message) {
     struct jpeg_decompress_struct cinfo;
     decoder_errors errors;
     unsigned char *volatile pixels = NULL;
+    unsigned char *volatile last_row = NULL;
 
     memset(image, 0, sizeof(*image));
     if (size == 0) {
@@ -186,6 +188,7 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
         copy_message(message, errors.message);
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
+        free(last_row);
         return status;
     }
     begin(&cinfo, data, size);
@@ -219,32 +222,79 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
     cinfo.scale_denom = scale_denominator;
     jpeg_calc_output_dimensions(&cinfo);
 
+    jpeg_start_decompress(&cinfo);
+    JDIMENSION full_width = cinfo.output_width;
+    JDIMENSION full_height = cinfo.output_height;
+    JDIMENSION first_row = 0;
+    JDIMENSION row_count = full_height;
+    JDIMENSION first_column = 0;
+    if (region != NULL && region->width > 0 && region->height > 0 &&
+        region->x + region->width <= full_width && region->y + region->height <= full_height) {
+        first_row = region->y;
+        row_count = region->height;
+        if (region->width < full_width) {
+            /* Fancy upsampling treats the crop's right edge as the picture's edge, so the
+               last column there differs from a full decode: crop one iMCU wider. */
+            JDIMENSION imcu_width = (JDIMENSION)(cinfo.max_h_samp_factor * cinfo.min_DCT_scaled_size);
+            JDIMENSION end = region->x + region->width + imcu_width;
+            if (end > full_width) {
+                end = full_width;
+            }
+            first_column = region->x;
+            JDIMENSION width = end - region->x;
+            jpeg_crop_scanline(&cinfo, &first_column, &width);
+        }
+    }
     size_t row_bytes = (size_t)cinfo.output_width * (channels == CIC_PIXELS_GRAY ? 1 : 4);
-    pixels = malloc(row_bytes * cinfo.output_height);
+    pixels = malloc(row_bytes * row_count);
     if (pixels == NULL) {
         copy_message(message, "out of memory for the decoded image");
         jpeg_destroy_decompress(&cinfo);
         return CIC_TOO_LARGE;
     }
-
-    jpeg_start_decompress(&cinfo);
-    while (cinfo.output_scanline < cinfo.output_height) {
+    if (first_row > 0) {
+        jpeg_skip_scanlines(&cinfo, first_row);
+    }
+    while (cinfo.output_scanline < first_row + row_count) {
         JSAMPROW rows[8];
         int batch = 0;
-        for (; batch < 8 && cinfo.output_scanline + batch < cinfo.output_height; batch++) {
-            rows[batch] = pixels + (size_t)(cinfo.output_scanline + batch) * row_bytes;
+        for (; batch < 8 && cinfo.output_scanline + batch < first_row + row_count; batch++) {
+            rows[batch] = pixels + (size_t)(cinfo.output_scanline + batch - first_row) * row_bytes;
         }
         if (jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)batch) == 0) {
             break;
         }
     }
-    int incomplete = cinfo.output_scanline < cinfo.output_height;
+    int incomplete = cinfo.output_scanline < first_row + row_count;
+    if (!incomplete && cinfo.output_scanline < cinfo.output_height) {
+        /* Read the rest of the entropy-coded data: a cut-off file must not pass
+           because the damage lies outside the region. (Skipping to the very bottom
+           would not decode anything, hence the last row is read.) */
+        if (cinfo.output_scanline < cinfo.output_height - 1) {
+            jpeg_skip_scanlines(&cinfo, cinfo.output_height - 1 - cinfo.output_scanline);
+        }
+        last_row = malloc(row_bytes);
+        if (last_row == NULL) {
+            copy_message(message, "out of memory for the decoded image");
+            jpeg_destroy_decompress(&cinfo);
+            free(pixels);
+            return CIC_TOO_LARGE;
+        }
+        JSAMPROW rows[1] = {last_row};
+        jpeg_read_scanlines(&cinfo, rows, 1);
+        free(last_row);
+        last_row = NULL;
+    }
     int progression_cut = errors.reached_end_of_data && progression_incomplete(&cinfo);
 
     image->source_width = cinfo.image_width;
     image->source_height = cinfo.image_height;
-    image->width = cinfo.output_width;
-    image->height = cinfo.output_height;
+    image->width = full_width;
+    image->height = full_height;
+    image->region_x = first_column;
+    image->region_y = first_row;
+    image->region_width = cinfo.output_width;
+    image->region_height = row_count;
     image->channels = channels;
     image->scale_denominator = scale_denominator;
     image->progressive = cinfo.progressive_mode ? 1 : 0;
@@ -271,7 +321,7 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
 
     if (channels == CIC_PIXELS_CMYK) {
         /* Pillow reads every 4-component JPEG as Adobe-inverted CMYK ("CMYK;I"). */
-        size_t count = row_bytes * image->height;
+        size_t count = row_bytes * row_count;
         unsigned char *p = pixels;
         for (size_t i = 0; i < count; i++) {
             p[i] = (unsigned char)(255 - p[i]);

@@ -135,6 +135,8 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     image->source_height = height;
     image->width = width;
     image->height = height;
+    image->region_width = width;
+    image->region_height = height;
     image->channels = channels == 1 ? CIC_PIXELS_GRAY : CIC_PIXELS_RGB;
     image->scale_denominator = 1;
     image->exif_orientation = 1;

@@ -35,6 +35,13 @@ public final class DecodedImage: @unchecked Sendable {
     /// Whether `exifOrientation` has been applied to these pixels.
     public let orientationApplied: Bool
 
+    /// The rectangle of the picture held in storage: all of it, except inside the
+    /// preprocessor, which may decode only what the centre crop needs.
+    let regionX: Int
+    let regionY: Int
+    let regionWidth: Int
+    let regionHeight: Int
+
     private let storage: UnsafeMutablePointer<UInt8>
     private let storageFreedByC: Bool
 
@@ -42,7 +49,8 @@ public final class DecodedImage: @unchecked Sendable {
         width: Int, height: Int, layout: PixelLayout, format: ImageFormat,
         sourceWidth: Int, sourceHeight: Int, dctScaleDenominator: Int, isProgressive: Bool,
         exifOrientation: Int, orientationApplied: Bool,
-        storage: UnsafeMutablePointer<UInt8>, storageFreedByC: Bool
+        storage: UnsafeMutablePointer<UInt8>, storageFreedByC: Bool,
+        region: (x: Int, y: Int, width: Int, height: Int)? = nil
     ) {
         self.width = width
         self.height = height
@@ -56,7 +64,14 @@ public final class DecodedImage: @unchecked Sendable {
         self.orientationApplied = orientationApplied
         self.storage = storage
         self.storageFreedByC = storageFreedByC
+        let region = region ?? (0, 0, width, height)
+        regionX = region.x
+        regionY = region.y
+        regionWidth = region.width
+        regionHeight = region.height
     }
+
+    var isComplete: Bool { regionWidth == width && regionHeight == height }
 
     deinit {
         if storageFreedByC {
@@ -67,10 +82,17 @@ public final class DecodedImage: @unchecked Sendable {
     }
 
     /// Bytes per row (rows are packed).
-    public var rowBytes: Int { width * layout.bytesPerPixel }
+    public var rowBytes: Int { regionWidth * layout.bytesPerPixel }
 
+    /// All pixels, row by row (`layout.bytesPerPixel` bytes each).
     public func withPixels<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
-        try body(UnsafeBufferPointer(start: storage, count: rowBytes * height))
+        precondition(isComplete)
+        return try body(UnsafeBufferPointer(start: storage, count: rowBytes * regionHeight))
+    }
+
+    /// The stored region, whatever its extent.
+    func withStoredPixels<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        try body(UnsafeBufferPointer(start: storage, count: rowBytes * regionHeight))
     }
 
     /// The pixels as a viewer shows them: `exifOrientation` applied (Pillow's `ImageOps.exif_transpose`).
@@ -78,6 +100,7 @@ public final class DecodedImage: @unchecked Sendable {
         if orientationApplied || exifOrientation <= 1 || exifOrientation > 8 {
             return self
         }
+        precondition(isComplete)
         let swapsAxes = exifOrientation >= 5
         let outWidth = swapsAxes ? height : width
         let outHeight = swapsAxes ? width : height

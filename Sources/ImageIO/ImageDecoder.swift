@@ -19,6 +19,13 @@ public struct ImageDecoder: Sendable {
     /// - Parameter dctScaleDenominator: 1 for the exact decode; 2, 4 or 8 let libjpeg
     ///   downscale while decoding (JPEG only; ignored for PNG).
     public func decode(_ bytes: UnsafeRawBufferPointer, dctScaleDenominator: Int = 1) throws -> DecodedImage {
+        try decode(bytes, dctScaleDenominator: dctScaleDenominator, region: nil)
+    }
+
+    /// With a `region` (JPEG only), only that part of the picture, widened to iMCU
+    /// boundaries, is converted to pixels; the result's storage covers just that part.
+    func decode(_ bytes: UnsafeRawBufferPointer, dctScaleDenominator: Int,
+                region: (x: Int, y: Int, width: Int, height: Int)?) throws -> DecodedImage {
         guard bytes.count > 0, let base = bytes.baseAddress else {
             throw ImageIOError(.empty, "no image data (0 bytes)")
         }
@@ -35,7 +42,13 @@ public struct ImageDecoder: Sendable {
         let status: cic_status
         switch format {
         case .jpeg:
-            status = cic_jpeg_decode(data, bytes.count, limit, UInt32(dctScaleDenominator), &image, &message)
+            if let region {
+                var wanted = cic_region(x: UInt32(region.x), y: UInt32(region.y),
+                                        width: UInt32(region.width), height: UInt32(region.height))
+                status = cic_jpeg_decode(data, bytes.count, limit, UInt32(dctScaleDenominator), &wanted, &image, &message)
+            } else {
+                status = cic_jpeg_decode(data, bytes.count, limit, UInt32(dctScaleDenominator), nil, &image, &message)
+            }
         case .png:
             status = cic_png_decode(data, bytes.count, limit, &image, &message)
         default:
@@ -55,7 +68,8 @@ public struct ImageDecoder: Sendable {
             sourceWidth: Int(image.source_width), sourceHeight: Int(image.source_height),
             dctScaleDenominator: Int(image.scale_denominator), isProgressive: image.progressive != 0,
             exifOrientation: Int(image.exif_orientation), orientationApplied: false,
-            storage: pixels, storageFreedByC: true)
+            storage: pixels, storageFreedByC: true,
+            region: (Int(image.region_x), Int(image.region_y), Int(image.region_width), Int(image.region_height)))
     }
 
     /// Header facts of a JPEG without decoding pixels.

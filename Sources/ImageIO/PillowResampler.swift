@@ -115,20 +115,33 @@ struct CroppedResize {
         }
     }
 
+    /// Source columns the horizontal pass reads.
+    var sourceColumns: Range<Int> {
+        guard let horizontal else { return cropLeft..<(cropLeft + cropWidth) }
+        return horizontal.starts.first!..<(horizontal.starts.last! + horizontal.taps)
+    }
+
+    /// Source rows the vertical pass reads.
+    var sourceRows: Range<Int> { firstSourceRow..<(firstSourceRow + sourceRowCount) }
+
     /// Runs both passes; `emitRow(y, row)` receives each finished output row
-    /// (`cropWidth * bytesPerPixel` bytes) in order. `useSIMD: false` forces the plain C
-    /// kernels (tests compare both).
-    func run(source: UnsafePointer<UInt8>, sourceWidth: Int, bytesPerPixel: Int, useSIMD: Bool = true,
-             emitRow: (Int, UnsafePointer<UInt8>) -> Void) {
+    /// (`cropWidth * bytesPerPixel` bytes) in order. `source` holds `sourceWidth` pixels per
+    /// row and starts at pixel (`sourceOriginX`, `sourceOriginY`) of the picture; it must
+    /// cover `sourceColumns` x `sourceRows`. `useSIMD: false` forces the plain C kernels
+    /// (tests compare both).
+    func run(source: UnsafePointer<UInt8>, sourceWidth: Int, sourceOriginX: Int = 0, sourceOriginY: Int = 0,
+             bytesPerPixel: Int, useSIMD: Bool = true, emitRow: (Int, UnsafePointer<UInt8>) -> Void) {
+        precondition(sourceColumns.lowerBound >= sourceOriginX && sourceColumns.upperBound <= sourceOriginX + sourceWidth)
+        precondition(sourceRows.lowerBound >= sourceOriginY)
         let rowBytes = cropWidth * bytesPerPixel
         let sourceStride = sourceWidth * bytesPerPixel
         let simd: Int32 = useSIMD ? 1 : 0
         // Horizontal pass over the source rows the vertical pass needs.
         let intermediate = UnsafeMutablePointer<UInt8>.allocate(capacity: sourceRowCount * rowBytes)
         defer { intermediate.deallocate() }
-        let firstRow = source + firstSourceRow * sourceStride
+        let firstRow = source + (firstSourceRow - sourceOriginY) * sourceStride
         if let horizontal {
-            horizontal.starts32.withUnsafeBufferPointer { starts in
+            horizontal.starts.map { Int32($0 - sourceOriginX) }.withUnsafeBufferPointer { starts in
                 horizontal.weights.withUnsafeBufferPointer { weights in
                     cic_resample_horizontal(
                         firstRow, sourceStride, intermediate, rowBytes, Int32(sourceRowCount), Int32(cropWidth),
@@ -137,7 +150,8 @@ struct CroppedResize {
             }
         } else {
             for row in 0..<sourceRowCount {
-                (intermediate + row * rowBytes).update(from: firstRow + row * sourceStride + cropLeft * bytesPerPixel, count: rowBytes)
+                (intermediate + row * rowBytes).update(
+                    from: firstRow + row * sourceStride + (cropLeft - sourceOriginX) * bytesPerPixel, count: rowBytes)
             }
         }
         guard let vertical else {

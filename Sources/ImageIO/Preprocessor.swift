@@ -112,26 +112,45 @@ public struct Preprocessor: Sendable {
 
     /// Writes `outputCount` floats into `output` (e.g. one slot of a batch).
     public func preprocess(_ bytes: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Float>) throws -> PreprocessSummary {
-        let image = try decoder.decode(bytes, dctScaleDenominator: dctScale(for: bytes))
-        return preprocess(image, into: output)
+        precondition(output.count >= outputCount)
+        if ImageFormat.detect(bytes) == .jpeg, let header = try? ImageDecoder.jpegHeader(bytes) {
+            let denominator = options.dctDownscale.denominator(
+                shortestSide: min(header.width, header.height), imageSize: options.imageSize)
+            if !options.applyExifOrientation || header.exifOrientation == 1 {
+                // Upright as stored: decode only the rows and columns the centre crop reads.
+                // libjpeg's output size at 1/d is ceil(size / d).
+                let width = (header.width + denominator - 1) / denominator
+                let height = (header.height + denominator - 1) / denominator
+                let plan = ResizePlan(width: width, height: height, size: options.imageSize)
+                let columns = plan.resize.sourceColumns
+                let rows = plan.resize.sourceRows
+                let image = try decoder.decode(
+                    bytes, dctScaleDenominator: denominator,
+                    region: (columns.lowerBound, rows.lowerBound, columns.count, rows.count))
+                return resample(image, plan: plan, into: output)
+            }
+            return preprocess(try decoder.decode(bytes, dctScaleDenominator: denominator), into: output)
+        }
+        return preprocess(try decoder.decode(bytes), into: output)
     }
 
     public func preprocess(_ decoded: DecodedImage, into output: UnsafeMutableBufferPointer<Float>) -> PreprocessSummary {
         precondition(output.count >= outputCount)
         let image = options.applyExifOrientation ? decoded.applyingOrientation() : decoded
+        return resample(image, plan: ResizePlan(width: image.width, height: image.height, size: options.imageSize), into: output)
+    }
+
+    private func resample(_ image: DecodedImage, plan: ResizePlan, into output: UnsafeMutableBufferPointer<Float>) -> PreprocessSummary {
         let size = options.imageSize
-        let geometry = ResizeGeometry(width: image.width, height: image.height, size: size)
-        let resize = CroppedResize(
-            inputWidth: image.width, inputHeight: image.height,
-            outputWidth: geometry.resizedWidth, outputHeight: geometry.resizedHeight,
-            cropLeft: geometry.cropLeft, cropTop: geometry.cropTop, cropWidth: size, cropHeight: size)
         let plane = size * size
         let layout = image.layout
         levels.withUnsafeBufferPointer { levels in
             let red = levels.baseAddress!, green = red + 256, blue = red + 512
             let out = output.baseAddress!
-            image.withPixels { pixels in
-                resize.run(source: pixels.baseAddress!, sourceWidth: image.width, bytesPerPixel: layout.bytesPerPixel) { y, row in
+            image.withStoredPixels { pixels in
+                plan.resize.run(source: pixels.baseAddress!, sourceWidth: image.regionWidth,
+                                sourceOriginX: image.regionX, sourceOriginY: image.regionY,
+                                bytesPerPixel: layout.bytesPerPixel) { y, row in
                     let r = out + y * size, g = r + plane, b = g + plane
                     switch layout {
                     case .rgb:
@@ -162,7 +181,7 @@ public struct Preprocessor: Sendable {
             format: image.format, sourceWidth: image.sourceWidth, sourceHeight: image.sourceHeight,
             mode: layout, progressive: image.isProgressive, dctScaleDenominator: image.dctScaleDenominator,
             exifOrientation: image.exifOrientation, orientationApplied: image.orientationApplied,
-            decodedWidth: image.width, decodedHeight: image.height, geometry: geometry)
+            decodedWidth: image.width, decodedHeight: image.height, geometry: plan.geometry)
     }
 
     /// Pillow's naive CMYK -> RGB (no ICC): `255 - K` scaled by the missing ink, with
@@ -175,12 +194,18 @@ public struct Preprocessor: Sendable {
         let value = remaining - scaled
         return UInt8(clamping: value)
     }
+}
 
-    /// DCT scaling for these bytes under the configured policy (1 = exact decode).
-    private func dctScale(for bytes: UnsafeRawBufferPointer) -> Int {
-        guard options.dctDownscale != .off, ImageFormat.detect(bytes) == .jpeg,
-              let header = try? ImageDecoder.jpegHeader(bytes)
-        else { return 1 }
-        return options.dctDownscale.denominator(shortestSide: min(header.width, header.height), imageSize: options.imageSize)
+/// Geometry plus resampling weights for one picture size.
+struct ResizePlan {
+    let geometry: ResizeGeometry
+    let resize: CroppedResize
+
+    init(width: Int, height: Int, size: Int) {
+        geometry = ResizeGeometry(width: width, height: height, size: size)
+        resize = CroppedResize(
+            inputWidth: width, inputHeight: height,
+            outputWidth: geometry.resizedWidth, outputHeight: geometry.resizedHeight,
+            cropLeft: geometry.cropLeft, cropTop: geometry.cropTop, cropWidth: size, cropHeight: size)
     }
 }

@@ -27,9 +27,14 @@ typedef struct {
     /* Size stored in the file's header. */
     uint32_t source_width;
     uint32_t source_height;
-    /* Size of `pixels` (smaller than the source when DCT scaling was asked for). */
+    /* Size of the decoded picture (smaller than the source when DCT scaling was asked for). */
     uint32_t width;
     uint32_t height;
+    /* The part of it held in `pixels` (all of it unless a region was asked for). */
+    uint32_t region_x;
+    uint32_t region_y;
+    uint32_t region_width;
+    uint32_t region_height;
     uint32_t channels;          /* cic_pixel_layout */
     uint32_t scale_denominator; /* 1, 2, 4 or 8 */
     uint32_t progressive;       /* JPEG only */
@@ -51,11 +56,21 @@ typedef struct {
 cic_status cic_jpeg_read_header(const unsigned char *data, size_t size,
                                 cic_header *header, char *message);
 
+/* A rectangle of the decoded (scaled) picture. */
+typedef struct {
+    uint32_t x, y, width, height;
+} cic_region;
+
 /* Decodes a JPEG. `max_pixels` is checked against the header's dimensions before
    any pixel buffer exists. `scale_denominator` (1, 2, 4, 8) asks libjpeg to
-   downscale in the DCT domain. */
+   downscale in the DCT domain. With a `region`, only the iMCU columns covering it go
+   through IDCT and colour conversion and rows above/below it are skipped (their
+   entropy-coded data is still read, so truncation is still detected). The pixels of
+   the region equal those of a full decode; the region actually held may be wider
+   (iMCU-aligned) and is reported in `image`. */
 cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
-                           uint32_t scale_denominator, cic_image *image, char *message);
+                           uint32_t scale_denominator, const cic_region *region,
+                           cic_image *image, char *message);
 
 /* Decodes a PNG to gray or padded RGB (alpha ignored, palettes expanded, 16-bit
    reduced to the high byte). */
