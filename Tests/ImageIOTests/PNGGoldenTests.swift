@@ -1,0 +1,26 @@
+import Foundation
+import XCTest
+@testable import ImageIO
+
+/// PNG decoding + preprocessing against Pillow (references made by Data/make_png_references.py).
+final class PNGGoldenTests: XCTestCase {
+    static let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Data")
+
+    func check(_ stem: String, layout: PixelLayout, file: StaticString = #filePath, line: UInt = #line) throws {
+        let bytes = try Fixtures.bytes(Self.data.appendingPathComponent(stem + ".png"))
+        let raw = try Data(contentsOf: Self.data.appendingPathComponent(stem + ".f32"))
+        let expected = raw.withUnsafeBytes { buffer in
+            (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
+        }
+        let (tensor, summary) = try Preprocessor(options: PreprocessOptions(imageSize: 16)).preprocess(bytes)
+        XCTAssertEqual(summary.format, .png, file: file, line: line)
+        XCTAssertEqual(summary.mode, layout, file: file, line: line)
+        XCTAssertEqual(tensor.count, expected.count, file: file, line: line)
+        XCTAssertLessThanOrEqual(Difference(tensor, expected).maxAbs, 1e-6, stem, file: file, line: line)
+    }
+
+    func testRGB() throws { try check("rgb_37x23", layout: .rgb) }
+    func testGray() throws { try check("gray_23x37", layout: .gray) }
+    /// tRNS on an RGB image: Pillow keeps mode RGB and ignores it; so do we.
+    func testRGBWithTransparentColour() throws { try check("rgb_trns_41x29", layout: .rgb) }
+}
