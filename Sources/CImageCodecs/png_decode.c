@@ -87,17 +87,24 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     /* What Pillow's open + convert('RGB') keeps: palette colours, the high byte of
        16-bit samples, gray replicated later; alpha and tRNS are dropped. */
     png_byte color_type = png_get_color_type(png, info);
-    int has_alpha = (color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
-    png_set_palette_to_rgb(png);
-    png_set_expand_gray_1_2_4_to_8(png);
+    png_byte bit_depth = png_get_bit_depth(png, info);
+    int has_alpha = (color_type & PNG_COLOR_MASK_ALPHA) != 0;
+    /* Only png_set_expand() style calls turn tRNS into alpha; these do not. */
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_set_palette_to_rgb(png);
+    }
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) {
+        png_set_expand_gray_1_2_4_to_8(png);
+    }
     png_set_strip_16(png);
-    if (color_type & PNG_COLOR_MASK_COLOR) {
-        /* 4 bytes per pixel: the alpha byte, or a filler, is the padding byte. */
+    if (color_type == PNG_COLOR_TYPE_GRAY_ALPHA) {
+        /* Pillow resizes LA premultiplied like RGBA; as RGBA the arithmetic is the same. */
+        png_set_gray_to_rgb(png);
+    }
+    if ((color_type & PNG_COLOR_MASK_COLOR) || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) {
         if (!has_alpha) {
             png_set_filler(png, 0xFF, PNG_FILLER_AFTER);
         }
-    } else {
-        png_set_strip_alpha(png);
     }
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
@@ -140,6 +147,9 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     image->channels = channels == 1 ? CIC_PIXELS_GRAY : CIC_PIXELS_RGB;
     image->scale_denominator = 1;
     image->exif_orientation = 1;
+    image->has_alpha = has_alpha ? 1 : 0;
+    image->pillow_palette_mode =
+        (color_type == PNG_COLOR_TYPE_PALETTE || (color_type == PNG_COLOR_TYPE_GRAY && bit_depth == 1)) ? 1 : 0;
     image->pixels = pixels;
     return CIC_OK;
 }

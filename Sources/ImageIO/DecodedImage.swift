@@ -34,6 +34,11 @@ public final class DecodedImage: @unchecked Sendable {
     public let exifOrientation: Int
     /// Whether `exifOrientation` has been applied to these pixels.
     public let orientationApplied: Bool
+    /// The 4th byte of each RGB pixel is alpha (PNG with an alpha channel), not padding.
+    public let hasAlpha: Bool
+    /// Pillow would open this picture in mode "P" or "1" (palette or 1-bit gray PNG), which
+    /// its `resize` handles with nearest-neighbour sampling instead of bicubic.
+    public let isPillowPaletteMode: Bool
 
     /// The rectangle of the picture held in storage: all of it, except inside the
     /// preprocessor, which may decode only what the centre crop needs.
@@ -50,7 +55,8 @@ public final class DecodedImage: @unchecked Sendable {
         sourceWidth: Int, sourceHeight: Int, dctScaleDenominator: Int, isProgressive: Bool,
         exifOrientation: Int, orientationApplied: Bool,
         storage: UnsafeMutablePointer<UInt8>, storageFreedByC: Bool,
-        region: (x: Int, y: Int, width: Int, height: Int)? = nil
+        region: (x: Int, y: Int, width: Int, height: Int)? = nil,
+        hasAlpha: Bool = false, isPillowPaletteMode: Bool = false
     ) {
         self.width = width
         self.height = height
@@ -64,6 +70,8 @@ public final class DecodedImage: @unchecked Sendable {
         self.orientationApplied = orientationApplied
         self.storage = storage
         self.storageFreedByC = storageFreedByC
+        self.hasAlpha = hasAlpha
+        self.isPillowPaletteMode = isPillowPaletteMode
         let region = region ?? (0, 0, width, height)
         regionX = region.x
         regionY = region.y
@@ -141,17 +149,20 @@ public final class DecodedImage: @unchecked Sendable {
             sourceWidth: sourceWidth, sourceHeight: sourceHeight,
             dctScaleDenominator: dctScaleDenominator, isProgressive: isProgressive,
             exifOrientation: exifOrientation, orientationApplied: true,
-            storage: output, storageFreedByC: false)
+            storage: output, storageFreedByC: false,
+            hasAlpha: hasAlpha, isPillowPaletteMode: isPillowPaletteMode)
     }
 
     /// An image from raw interleaved pixels (`layout.bytesPerPixel` bytes each; tests, synthetic inputs).
-    public static func fromPixels(_ pixels: [UInt8], width: Int, height: Int, layout: PixelLayout) -> DecodedImage {
+    public static func fromPixels(_ pixels: [UInt8], width: Int, height: Int, layout: PixelLayout,
+                                  hasAlpha: Bool = false, isPillowPaletteMode: Bool = false) -> DecodedImage {
         precondition(width > 0 && height > 0 && pixels.count == width * height * layout.bytesPerPixel)
         let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: pixels.count)
         storage.initialize(from: pixels, count: pixels.count)
         return DecodedImage(
             width: width, height: height, layout: layout, format: .png,
             sourceWidth: width, sourceHeight: height, dctScaleDenominator: 1, isProgressive: false,
-            exifOrientation: 1, orientationApplied: false, storage: storage, storageFreedByC: false)
+            exifOrientation: 1, orientationApplied: false, storage: storage, storageFreedByC: false,
+            hasAlpha: hasAlpha && layout == .rgb, isPillowPaletteMode: isPillowPaletteMode)
     }
 }

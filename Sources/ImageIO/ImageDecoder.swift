@@ -69,7 +69,8 @@ public struct ImageDecoder: Sendable {
             dctScaleDenominator: Int(image.scale_denominator), isProgressive: image.progressive != 0,
             exifOrientation: Int(image.exif_orientation), orientationApplied: false,
             storage: pixels, storageFreedByC: true,
-            region: (Int(image.region_x), Int(image.region_y), Int(image.region_width), Int(image.region_height)))
+            region: (Int(image.region_x), Int(image.region_y), Int(image.region_width), Int(image.region_height)),
+            hasAlpha: image.has_alpha != 0, isPillowPaletteMode: image.pillow_palette_mode != 0)
     }
 
     /// Header facts of a JPEG without decoding pixels.

@@ -147,33 +147,62 @@ public struct Preprocessor: Sendable {
         levels.withUnsafeBufferPointer { levels in
             let red = levels.baseAddress!, green = red + 256, blue = red + 512
             let out = output.baseAddress!
-            image.withStoredPixels { pixels in
-                plan.resize.run(source: pixels.baseAddress!, sourceWidth: image.regionWidth,
-                                sourceOriginX: image.regionX, sourceOriginY: image.regionY,
-                                bytesPerPixel: layout.bytesPerPixel) { y, row in
-                    let r = out + y * size, g = r + plane, b = g + plane
-                    switch layout {
-                    case .rgb:
-                        for x in 0..<size {
-                            r[x] = red[Int(row[4 * x])]
-                            g[x] = green[Int(row[4 * x + 1])]
-                            b[x] = blue[Int(row[4 * x + 2])]
-                        }
-                    case .gray:
-                        for x in 0..<size {
-                            let v = Int(row[x])
-                            r[x] = red[v]
-                            g[x] = green[v]
-                            b[x] = blue[v]
-                        }
-                    case .cmyk:
-                        for x in 0..<size {
-                            let p = row + 4 * x
-                            r[x] = red[Int(Self.cmykToRGB(p[0], p[3]))]
-                            g[x] = green[Int(Self.cmykToRGB(p[1], p[3]))]
-                            b[x] = blue[Int(Self.cmykToRGB(p[2], p[3]))]
-                        }
+            let unpremultiply = image.hasAlpha && !image.isPillowPaletteMode
+            let writeRow = { (y: Int, row: UnsafePointer<UInt8>) in
+                let r = out + y * size, g = r + plane, b = g + plane
+                switch layout {
+                case .rgb where unpremultiply:
+                    for x in 0..<size {
+                        let p = row + 4 * x
+                        r[x] = red[Int(Self.unpremultiply(p[0], alpha: p[3]))]
+                        g[x] = green[Int(Self.unpremultiply(p[1], alpha: p[3]))]
+                        b[x] = blue[Int(Self.unpremultiply(p[2], alpha: p[3]))]
                     }
+                case .rgb:
+                    for x in 0..<size {
+                        r[x] = red[Int(row[4 * x])]
+                        g[x] = green[Int(row[4 * x + 1])]
+                        b[x] = blue[Int(row[4 * x + 2])]
+                    }
+                case .gray:
+                    for x in 0..<size {
+                        let v = Int(row[x])
+                        r[x] = red[v]
+                        g[x] = green[v]
+                        b[x] = blue[v]
+                    }
+                case .cmyk:
+                    for x in 0..<size {
+                        let p = row + 4 * x
+                        r[x] = red[Int(Self.cmykToRGB(p[0], p[3]))]
+                        g[x] = green[Int(Self.cmykToRGB(p[1], p[3]))]
+                        b[x] = blue[Int(Self.cmykToRGB(p[2], p[3]))]
+                    }
+                }
+            }
+            image.withStoredPixels { pixels in
+                if image.isPillowPaletteMode {
+                    Self.nearestResize(image, pixels: pixels.baseAddress!, geometry: plan.geometry, emitRow: writeRow)
+                } else if unpremultiply {
+                    // Pillow resizes RGBA premultiplied ("RGBa") and divides the alpha out afterwards.
+                    let premultiplied = UnsafeMutablePointer<UInt8>.allocate(capacity: pixels.count)
+                    defer { premultiplied.deallocate() }
+                    var i = 0
+                    while i < pixels.count {
+                        let alpha = pixels[i + 3]
+                        premultiplied[i] = Self.multiply255(pixels[i], alpha)
+                        premultiplied[i + 1] = Self.multiply255(pixels[i + 1], alpha)
+                        premultiplied[i + 2] = Self.multiply255(pixels[i + 2], alpha)
+                        premultiplied[i + 3] = alpha
+                        i += 4
+                    }
+                    plan.resize.run(source: premultiplied, sourceWidth: image.regionWidth,
+                                    sourceOriginX: image.regionX, sourceOriginY: image.regionY,
+                                    bytesPerPixel: 4, emitRow: writeRow)
+                } else {
+                    plan.resize.run(source: pixels.baseAddress!, sourceWidth: image.regionWidth,
+                                    sourceOriginX: image.regionX, sourceOriginY: image.regionY,
+                                    bytesPerPixel: layout.bytesPerPixel, emitRow: writeRow)
                 }
             }
         }
@@ -182,6 +211,55 @@ public struct Preprocessor: Sendable {
             mode: layout, progressive: image.isProgressive, dctScaleDenominator: image.dctScaleDenominator,
             exifOrientation: image.exifOrientation, orientationApplied: image.orientationApplied,
             decodedWidth: image.width, decodedHeight: image.height, geometry: plan.geometry)
+    }
+
+    /// Pillow's `resize` of a mode "P" / "1" picture: nearest neighbour through an affine
+    /// map whose source position advances by `source / resized` per pixel, accumulated in
+    /// doubles from half a step (ImagingScaleAffine), then the centre crop.
+    static func nearestResize(_ image: DecodedImage, pixels: UnsafePointer<UInt8>, geometry: ResizeGeometry,
+                              emitRow: (Int, UnsafePointer<UInt8>) -> Void) {
+        func sourceIndices(source: Int, resized: Int, from first: Int, count: Int) -> [Int] {
+            let step = Double(source) / Double(resized)
+            var position = step * 0.5
+            var indices = [Int]()
+            indices.reserveCapacity(count)
+            for index in 0..<(first + count) {
+                if index >= first {
+                    indices.append(min(max(position < 0 ? 0 : Int(position), 0), source - 1))
+                }
+                position += step
+            }
+            return indices
+        }
+        let size = geometry.cropSize
+        let bytesPerPixel = image.layout.bytesPerPixel
+        let columns = sourceIndices(source: image.width, resized: geometry.resizedWidth, from: geometry.cropLeft, count: size)
+        let rows = sourceIndices(source: image.height, resized: geometry.resizedHeight, from: geometry.cropTop, count: size)
+        let row = UnsafeMutablePointer<UInt8>.allocate(capacity: size * bytesPerPixel)
+        defer { row.deallocate() }
+        for (y, sourceRow) in rows.enumerated() {
+            let input = pixels + sourceRow * image.width * bytesPerPixel
+            for (x, sourceColumn) in columns.enumerated() {
+                for byte in 0..<bytesPerPixel {
+                    row[x * bytesPerPixel + byte] = input[sourceColumn * bytesPerPixel + byte]
+                }
+            }
+            emitRow(y, row)
+        }
+    }
+
+    /// Pillow's MULDIV255: a * b / 255 rounded, in integers.
+    @inline(__always)
+    static func multiply255(_ a: UInt8, _ b: UInt8) -> UInt8 {
+        let product = Int32(a) * Int32(b) + 128
+        return UInt8(truncatingIfNeeded: ((product >> 8) + product) >> 8)
+    }
+
+    /// Pillow's RGBa -> RGBA: 255 * c / alpha (integer division, clipped) unless alpha is 0 or 255.
+    @inline(__always)
+    static func unpremultiply(_ value: UInt8, alpha: UInt8) -> UInt8 {
+        if alpha == 255 || alpha == 0 { return value }
+        return UInt8(clamping: 255 * Int32(value) / Int32(alpha))
     }
 
     /// Pillow's naive CMYK -> RGB (no ICC): `255 - K` scaled by the missing ink, with

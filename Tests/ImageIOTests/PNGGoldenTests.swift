@@ -23,4 +23,14 @@ final class PNGGoldenTests: XCTestCase {
     func testGray() throws { try check("gray_23x37", layout: .gray) }
     /// tRNS on an RGB image: Pillow keeps mode RGB and ignores it; so do we.
     func testRGBWithTransparentColour() throws { try check("rgb_trns_41x29", layout: .rgb) }
+
+    /// RGBA: Pillow resizes premultiplied ("RGBa") and divides alpha out before dropping it.
+    func testRGBAIsResizedPremultiplied() throws { try check("rgba_35x27", layout: .rgb) }
+    /// LA: premultiplied too, then replicated to RGB.
+    func testGrayWithAlpha() throws { try check("gray_alpha_26x33", layout: .rgb) }
+    /// Palette pictures are mode "P" in Pillow, whose resize then samples nearest neighbours.
+    func testPaletteUsesNearestNeighbour() throws { try check("palette_45x31", layout: .rgb) }
+    func testPaletteWithTransparentIndex() throws { try check("palette_trns_45x31", layout: .rgb) }
+    /// 1-bit gray is mode "1": nearest neighbour as well.
+    func testBilevel() throws { try check("bilevel_30x40", layout: .gray) }
 }

@@ -39,6 +39,10 @@ typedef struct {
     uint32_t scale_denominator; /* 1, 2, 4 or 8 */
     uint32_t progressive;       /* JPEG only */
     uint32_t exif_orientation;  /* 1...8; 1 when absent or unreadable */
+    /* PNG only: the 4th byte of RGB pixels is alpha (RGBA / gray+alpha PNGs), and the
+       picture is one that Pillow opens in mode "P" or "1" (palette or 1-bit gray). */
+    uint32_t has_alpha;
+    uint32_t pillow_palette_mode;
     unsigned char *pixels;      /* malloc'd, rows packed, free with cic_free_pixels */
 } cic_image;
 
@@ -72,8 +76,9 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
                            uint32_t scale_denominator, const cic_region *region,
                            cic_image *image, char *message);
 
-/* Decodes a PNG to gray or padded RGB (alpha ignored, palettes expanded, 16-bit
-   reduced to the high byte). */
+/* Decodes a PNG to gray or 4-byte RGB (palettes expanded, 16-bit reduced to the high
+   byte; a real alpha channel is kept in the 4th byte, tRNS is ignored as Pillow's
+   convert('RGB') ignores it). */
 cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
                           cic_image *image, char *message);
 

@@ -34,7 +34,18 @@ def main() -> None:
     Image.fromarray(smooth(23, 37, 3), "RGB").save("rgb_37x23.png")
     Image.fromarray(smooth(37, 23, 1)[:, :, 0], "L").save("gray_23x37.png")
     Image.fromarray(smooth(29, 41, 3), "RGB").save("rgb_trns_41x29.png", transparency=(128, 128, 128))
-    for name in ["rgb_37x23", "gray_23x37", "rgb_trns_41x29"]:
+    rgba = np.concatenate([smooth(27, 35, 3), rng.integers(0, 256, (27, 35, 1)).astype(np.uint8)], axis=2)
+    rgba[:4, :, 3] = 0      # fully transparent rows keep their premultiplied colour
+    rgba[-4:, :, 3] = 255
+    Image.fromarray(rgba, "RGBA").save("rgba_35x27.png")
+    la = np.stack([smooth(33, 26, 1)[:, :, 0], rng.integers(0, 256, (33, 26)).astype(np.uint8)], axis=2)
+    Image.fromarray(la, "LA").save("gray_alpha_26x33.png")
+    palette_image = Image.fromarray(smooth(31, 45, 3), "RGB").quantize(colors=37)
+    palette_image.save("palette_45x31.png")
+    palette_image.save("palette_trns_45x31.png", transparency=5)
+    Image.fromarray((smooth(40, 30, 1)[:, :, 0] > 128).astype(np.uint8) * 255, "L").convert("1").save("bilevel_30x40.png")
+    for name in ["rgb_37x23", "gray_23x37", "rgb_trns_41x29", "rgba_35x27", "gray_alpha_26x33",
+                 "palette_45x31", "palette_trns_45x31", "bilevel_30x40"]:
         reference(name + ".png").astype("<f4").tofile(name + ".f32")
 
 
