@@ -15,8 +15,13 @@ uint32_t cic_exif_orientation(const unsigned char *payload, size_t length) {
     if (length < 6 + 8 || memcmp(payload, "Exif\0\0", 6) != 0) {
         return 0;
     }
-    const unsigned char *tiff = payload + 6;
-    size_t tiff_length = length - 6;
+    return cic_exif_orientation_tiff(payload + 6, length - 6);
+}
+
+uint32_t cic_exif_orientation_tiff(const unsigned char *tiff, size_t tiff_length) {
+    if (tiff_length < 8) {
+        return 0;
+    }
     int big_endian;
     if (tiff[0] == 'M' && tiff[1] == 'M') {
         big_endian = 1;

@@ -1,4 +1,5 @@
 #include "image_codecs.h"
+#include "exif_orientation.h"
 
 #include <setjmp.h>
 #include <stdio.h>
@@ -134,7 +135,16 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
         rows[y] = pixels + (size_t)y * row_bytes;
     }
     png_read_image(png, rows);
-    png_read_end(png, NULL);
+    png_read_end(png, info);
+    uint32_t orientation = 1;
+    png_uint_32 exif_length = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png, info, &exif_length, &exif) != 0 && exif != NULL) {
+        uint32_t tagged = cic_exif_orientation_tiff(exif, exif_length);
+        if (tagged != 0) {
+            orientation = tagged;
+        }
+    }
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
 
@@ -146,7 +156,7 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     image->region_height = height;
     image->channels = channels == 1 ? CIC_PIXELS_GRAY : CIC_PIXELS_RGB;
     image->scale_denominator = 1;
-    image->exif_orientation = 1;
+    image->exif_orientation = orientation;
     image->has_alpha = has_alpha ? 1 : 0;
     image->pillow_palette_mode =
         (color_type == PNG_COLOR_TYPE_PALETTE || (color_type == PNG_COLOR_TYPE_GRAY && bit_depth == 1)) ? 1 : 0;

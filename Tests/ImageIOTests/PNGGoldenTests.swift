@@ -33,4 +33,11 @@ final class PNGGoldenTests: XCTestCase {
     func testPaletteWithTransparentIndex() throws { try check("palette_trns_45x31", layout: .rgb) }
     /// 1-bit gray is mode "1": nearest neighbour as well.
     func testBilevel() throws { try check("bilevel_30x40", layout: .gray) }
+
+    /// PNG's eXIf chunk: orientation 6 applied like `ImageOps.exif_transpose`.
+    func testExifOrientationInPNG() throws {
+        try check("rgb_exif6_34x22", layout: .rgb)
+        let image = try ImageDecoder().decode(Fixtures.bytes(Self.data.appendingPathComponent("rgb_exif6_34x22.png")))
+        XCTAssertEqual(image.exifOrientation, 6)
+    }
 }

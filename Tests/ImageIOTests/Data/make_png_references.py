@@ -44,6 +44,16 @@ def main() -> None:
     palette_image.save("palette_45x31.png")
     palette_image.save("palette_trns_45x31.png", transparency=5)
     Image.fromarray((smooth(40, 30, 1)[:, :, 0] > 128).astype(np.uint8) * 255, "L").convert("1").save("bilevel_30x40.png")
+    # EXIF orientation 6 in an eXIf chunk; the reference is the upright picture (exif_transpose).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(smooth(22, 34, 3), "RGB").save("rgb_exif6_34x22.png", exif=exif.tobytes())
+    from PIL import ImageOps
+    upright = ImageOps.exif_transpose(Image.open("rgb_exif6_34x22.png"))
+    upright.save("rgb_exif6_upright.tmp.png")
+    reference("rgb_exif6_upright.tmp.png").astype("<f4").tofile("rgb_exif6_34x22.f32")
+    import os
+    os.remove("rgb_exif6_upright.tmp.png")
     for name in ["rgb_37x23", "gray_23x37", "rgb_trns_41x29", "rgba_35x27", "gray_alpha_26x33",
                  "palette_45x31", "palette_trns_45x31", "bilevel_30x40"]:
         reference(name + ".png").astype("<f4").tofile(name + ".f32")
