@@ -59,6 +59,9 @@ public struct PreprocessSummary: Sendable, Equatable {
     public var sourceWidth: Int
     public var sourceHeight: Int
     public var mode: PixelLayout
+    /// The mode Pillow opens the file in: L, RGB, CMYK, or for PNGs also RGBA (LA shows
+    /// as RGBA), P and 1.
+    public var pillowMode: String
     public var progressive: Bool
     public var dctScaleDenominator: Int
     public var exifOrientation: Int
@@ -208,7 +211,9 @@ public struct Preprocessor: Sendable {
         }
         return PreprocessSummary(
             format: image.format, sourceWidth: image.sourceWidth, sourceHeight: image.sourceHeight,
-            mode: layout, progressive: image.isProgressive, dctScaleDenominator: image.dctScaleDenominator,
+            mode: layout,
+            pillowMode: image.isPillowPaletteMode ? (layout == .gray ? "1" : "P") : (image.hasAlpha ? "RGBA" : layout.rawValue),
+            progressive: image.isProgressive, dctScaleDenominator: image.dctScaleDenominator,
             exifOrientation: image.exifOrientation, orientationApplied: image.orientationApplied,
             decodedWidth: image.width, decodedHeight: image.height, geometry: plan.geometry)
     }

@@ -57,7 +57,7 @@ struct PreprocessCommand: ParsableCommand {
             decoder: ImageDecoder(maxPixels: maxPixels))
         let inputs = try images.map { path -> [UInt8] in
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw ValidationError("cannot read \(path)")
+                throw FileError(description: "cannot read \(path)")
             }
             return [UInt8](data)
         }
@@ -74,7 +74,7 @@ struct PreprocessCommand: ParsableCommand {
         do {
             try Data(bytes).write(to: URL(fileURLWithPath: output!), options: .atomic)
         } catch {
-            throw ValidationError("cannot write \(output!): \(error.localizedDescription)")
+            throw FileError(description: "cannot write \(output!): \(error.localizedDescription)")
         }
         print(Self.json(summary, image: images[0], output: output!))
     }
@@ -130,7 +130,7 @@ struct PreprocessCommand: ParsableCommand {
             ("format", quoted(summary.format.rawValue)),
             ("source_width", "\(summary.sourceWidth)"),
             ("source_height", "\(summary.sourceHeight)"),
-            ("mode", quoted(summary.mode.rawValue)),
+            ("mode", quoted(summary.pillowMode)),
             ("decode_mode", quoted(summary.decodeMode)),
             ("dct_scale", "\(summary.dctScaleDenominator)"),
             ("exif_orientation", "\(summary.exifOrientation)"),
@@ -146,4 +146,9 @@ struct PreprocessCommand: ParsableCommand {
         ]
         return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
+}
+
+/// A file that cannot be read or written: reported without the usage text.
+struct FileError: Error, CustomStringConvertible {
+    let description: String
 }
