@@ -66,6 +66,22 @@ static void on_message(j_common_ptr cinfo, int level) {
 
 static void silence_output(j_common_ptr cinfo) { (void)cinfo; }
 
+/* Real encoders write at most a few dozen scans; a crafted progressive file with
+   thousands of tiny scans would keep a worker busy for minutes. */
+enum { MAX_SCANS = 500 };
+
+static void limit_scans(j_common_ptr cinfo) {
+    if (cinfo->is_decompressor) {
+        j_decompress_ptr decompressor = (j_decompress_ptr)cinfo;
+        if (decompressor->input_scan_number > MAX_SCANS) {
+            decoder_errors *errors = (decoder_errors *)cinfo->err;
+            snprintf(errors->message, CIC_MESSAGE_CAPACITY, "more than %d scans", MAX_SCANS);
+            errors->base.msg_code = JERR_NOT_COMPILED; /* any fatal code: classified as corrupt */
+            longjmp(errors->jump, 2);
+        }
+    }
+}
+
 static void install_error_handler(struct jpeg_decompress_struct *cinfo, decoder_errors *errors) {
     memset(errors, 0, sizeof(*errors));
     cinfo->err = jpeg_std_error(&errors->base);
@@ -182,6 +198,8 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
         copy_message(message, "scale denominator must be 1, 2, 4 or 8");
         return CIC_CORRUPT;
     }
+    struct jpeg_progress_mgr progress = {0};
+    progress.progress_monitor = limit_scans;
     install_error_handler(&cinfo, &errors);
     if (setjmp(errors.jump)) {
         cic_status status = status_for_fatal(&errors);
@@ -192,6 +210,7 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
         return status;
     }
     begin(&cinfo, data, size);
+    cinfo.progress = &progress;
 
     uint64_t source_pixels = (uint64_t)cinfo.image_width * (uint64_t)cinfo.image_height;
     if (cinfo.image_width == 0 || cinfo.image_height == 0) {

@@ -147,3 +147,66 @@ final class BadInputTests: XCTestCase {
         return usage.ru_maxrss
     }
 }
+
+extension BadInputTests {
+    /// A progressive file whose last scan is repeated hundreds of times is refused after
+    /// 500 scans instead of being decoded for as long as the attacker likes.
+    func testScanFloodIsRefused() throws {
+        let bytes = try Fixtures.bytes(Fixtures.images("rocket_640x427_progressive.jpg"))
+        var lastScan = 0
+        for i in 0..<(bytes.count - 1) where bytes[i] == 0xFF && bytes[i + 1] == 0xDA {
+            lastScan = i
+        }
+        XCTAssertGreaterThan(lastScan, 0)
+        let scan = bytes[lastScan..<(bytes.count - 2)]   // up to, not including, EOI
+        var flooded = Array(bytes[..<lastScan])
+        for _ in 0..<600 { flooded.append(contentsOf: scan) }
+        flooded.append(contentsOf: [0xFF, 0xD9])
+        XCTAssertThrowsError(try ImageDecoder().decode(flooded)) { error in
+            XCTAssertEqual((error as? ImageIOError)?.errorClass, .corrupt, "\(error)")
+            XCTAssertTrue("\(error)".contains("scans"), "\(error)")
+        }
+    }
+
+    /// Mutated files (bit flips, cuts, inserted and deleted bytes) never crash or hang:
+    /// each decodes or fails with a class.
+    func testMutatedFilesFailCleanly() throws {
+        var generator = SplitMix(seed: 2026)
+        let sources = try ["chelsea_16x16.jpg", "rocket_640x427_progressive.jpg", "coffee_596x400_422_restart.jpg"]
+            .map { try Fixtures.bytes(Fixtures.images($0)) }
+            + [try Fixtures.bytes(Fixtures.images("bad/png_named.jpg"))]
+        var outcomes: [String: Int] = [:]
+        for round in 0..<240 {
+            var bytes = sources[round % sources.count]
+            let edits = 1 + Int(generator.next() % 8)
+            for _ in 0..<edits {
+                let position = Int(generator.next() % UInt64(bytes.count))
+                switch generator.next() % 4 {
+                case 0: bytes[position] ^= UInt8(truncatingIfNeeded: 1 << (generator.next() % 8))
+                case 1: bytes[position] = UInt8(truncatingIfNeeded: generator.next())
+                case 2: bytes.insert(UInt8(truncatingIfNeeded: generator.next()), at: position)
+                default: if bytes.count > 4 { bytes.remove(at: position) }
+                }
+            }
+            if generator.next() % 5 == 0 {
+                bytes = Array(bytes.prefix(Int(generator.next() % UInt64(bytes.count))))
+            }
+            do {
+                if round % 2 == 0 {
+                    let image = try ImageDecoder().decode(bytes)
+                    XCTAssertGreaterThan(image.width * image.height, 0)
+                } else {
+                    // The preprocessor's cropped decode path.
+                    let (tensor, _) = try Preprocessor(options: PreprocessOptions(imageSize: 32)).preprocess(bytes)
+                    XCTAssertFalse(tensor.contains { !$0.isFinite })
+                }
+                outcomes["decoded", default: 0] += 1
+            } catch let error as ImageIOError {
+                outcomes[error.errorClass.rawValue, default: 0] += 1
+            }
+        }
+        // Both outcomes occur: the mutations are neither all harmless nor all fatal.
+        XCTAssertGreaterThan(outcomes["decoded", default: 0], 0, "\(outcomes)")
+        XCTAssertGreaterThan(outcomes.count, 2, "\(outcomes)")
+    }
+}
