@@ -82,7 +82,20 @@ static int horizontal_rgbx_sse2(const uint8_t *input, size_t input_stride, uint8
             const __m128i *high_weights = packed + (size_t)x * pairs * 2;
             const __m128i *low_weights = high_weights + pairs;
             __m128i high = zero, low = zero;
-            for (int p = 0; p < full_pairs; p++) {
+            int p = 0;
+            for (; p + 1 < full_pairs; p += 2) {
+                /* four taps from one 16-byte load */
+                __m128i four = _mm_loadu_si128((const __m128i *)(pixel + p * 8));
+                __m128i first = _mm_unpacklo_epi8(four, zero);
+                __m128i second = _mm_unpackhi_epi8(four, zero);
+                __m128i both0 = _mm_unpacklo_epi16(first, _mm_srli_si128(first, 8));
+                __m128i both1 = _mm_unpacklo_epi16(second, _mm_srli_si128(second, 8));
+                high = _mm_add_epi32(high, _mm_madd_epi16(both0, high_weights[p]));
+                low = _mm_add_epi32(low, _mm_madd_epi16(both0, low_weights[p]));
+                high = _mm_add_epi32(high, _mm_madd_epi16(both1, high_weights[p + 1]));
+                low = _mm_add_epi32(low, _mm_madd_epi16(both1, low_weights[p + 1]));
+            }
+            for (; p < full_pairs; p++) {
                 __m128i two = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(pixel + p * 8)), zero);
                 /* r0 r1 g0 g1 b0 b1 x0 x1: the two taps of each channel side by side */
                 __m128i both = _mm_unpacklo_epi16(two, _mm_srli_si128(two, 8));
