@@ -67,3 +67,19 @@ final class RegionDecodeTests: XCTestCase {
         }
     }
 }
+
+extension RegionDecodeTests {
+    /// With DCT scaling the cropped decode still equals preprocessing the full scaled decode.
+    func testCroppedDecodeWithDCTScalingEqualsFullScaledDecode() throws {
+        let options = PreprocessOptions(applyExifOrientation: false, dctDownscale: .keepTarget)
+        let preprocessor = Preprocessor(options: options)
+        for name in ["motorcycle_2000x1350.jpg", "clip_diagram_2162x762.jpg", "franz_kafka_450x655.jpg", "china_640x427_cmyk.jpg"] {
+            let bytes = try Fixtures.bytes(Fixtures.images(name))
+            let (cropped, summary) = try preprocessor.preprocess(bytes)
+            let full = try ImageDecoder().decode(bytes, dctScaleDenominator: summary.dctScaleDenominator)
+            var reference = [Float](repeating: 0, count: preprocessor.outputCount)
+            _ = reference.withUnsafeMutableBufferPointer { preprocessor.preprocess(full, into: $0) }
+            XCTAssertEqual(cropped, reference, "\(name) at 1/\(summary.dctScaleDenominator)")
+        }
+    }
+}
