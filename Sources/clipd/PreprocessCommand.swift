@@ -30,6 +30,12 @@ struct PreprocessCommand: ParsableCommand {
           help: "Like --fast-dct, down to a shortest side of S (fastest, furthest from the reference).")
     var fastDCTMax = false
 
+    @Option(name: .long, help: "Per-channel mean, \"r,g,b\" (default OpenAI CLIP's).")
+    var mean: String?
+
+    @Option(name: .long, help: "Per-channel standard deviation, \"r,g,b\" (default OpenAI CLIP's).")
+    var std: String?
+
     @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this.")
     var maxPixels = ImageDecoder.defaultMaxPixels
 
@@ -41,10 +47,22 @@ struct PreprocessCommand: ParsableCommand {
         guard (1...4096).contains(imageSize) else { throw ValidationError("--image-size must be between 1 and 4096") }
         guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
         guard !(fastDCT && fastDCTMax) else { throw ValidationError("choose one of --fast-dct and --fast-dct-max") }
+        _ = try Self.triple(mean, name: "--mean", default: PreprocessOptions.openAIMean)
+        let deviations = try Self.triple(std, name: "--std", default: PreprocessOptions.openAIStd)
+        guard deviations.allSatisfy({ $0 > 0 }) else { throw ValidationError("--std values must be positive") }
         if benchSeconds == nil {
             guard images.count == 1 else { throw ValidationError("give exactly one IMAGE (several only with --bench-seconds)") }
             guard output != nil else { throw ValidationError("--output FILE is required") }
         }
+    }
+
+    static func triple(_ text: String?, name: String, default fallback: [Float]) throws -> [Float] {
+        guard let text else { return fallback }
+        let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
+            throw ValidationError("\(name) needs three comma-separated numbers, got \"\(text)\"")
+        }
+        return values.map { $0! }
     }
 
     var dctPolicy: DCTDownscalePolicy {
@@ -53,7 +71,11 @@ struct PreprocessCommand: ParsableCommand {
 
     func run() throws {
         let preprocessor = Preprocessor(
-            options: PreprocessOptions(imageSize: imageSize, applyExifOrientation: !ignoreExif, dctDownscale: dctPolicy),
+            options: PreprocessOptions(
+                imageSize: imageSize,
+                mean: try Self.triple(mean, name: "--mean", default: PreprocessOptions.openAIMean),
+                std: try Self.triple(std, name: "--std", default: PreprocessOptions.openAIStd),
+                applyExifOrientation: !ignoreExif, dctDownscale: dctPolicy),
             decoder: ImageDecoder(maxPixels: maxPixels))
         let inputs = try images.map { path -> [UInt8] in
             guard let data = FileManager.default.contents(atPath: path) else {
