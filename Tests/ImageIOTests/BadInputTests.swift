@@ -210,3 +210,11 @@ extension BadInputTests {
         XCTAssertGreaterThan(outcomes.count, 2, "\(outcomes)")
     }
 }
+
+extension BadInputTests {
+    func testMissingEOIPreprocessesLikeTheFullFile() throws {
+        let partial = try Preprocessor().preprocess(Fixtures.bytes(Fixtures.images("bad/no_eoi.jpg"))).tensor
+        let full = try Preprocessor().preprocess(Fixtures.bytes(Fixtures.images("astronaut_512x512.jpg"))).tensor
+        XCTAssertEqual(partial, full)
+    }
+}
