@@ -48,6 +48,10 @@ print(f"pillow                {pillow:9.1f} images/s (one core)")
 print(f"clipd exact           {exact:9.1f} images/s (one core)   ratio vs pillow {exact / pillow:5.2f}x")
 print(f"clipd --fast-dct      {fast:9.1f} images/s (one core)   ratio vs pillow {fast / pillow:5.2f}x")
 print(f"clipd --fast-dct-max  {fastmax:9.1f} images/s (one core)   ratio vs pillow {fastmax / pillow:5.2f}x")
+# Ratios of the contenders measured back to back in the same round, median over rounds.
+for name in ("exact", "fast", "fastmax"):
+    paired = sorted(c["images_per_cpu_second"] / p["images_per_cpu_second"] for c, p in zip(rounds[name], rounds["pillow"]))
+    print(f"  {name:7s} vs pillow per round: " + " ".join(f"{r:.2f}x" for r in paired) + f"   median {paired[len(paired) // 2]:.2f}x")
 PY
 
 echo
