@@ -3,11 +3,11 @@ import CImageCodecs
 /// Pillow's antialiased bicubic resampling (`Image.resize(..., Image.BICUBIC)`), re-implemented
 /// to give the same bytes: Keys cubic with a = -0.5, support widened by the downscale factor,
 /// weights normalised to sum 1 then rounded to fixed point with 22 fractional bits, two
-/// separable passes (horizontal first) each rounded and clipped to uint8.
+/// separable passes (horizontal first) each rounded and clipped to uint8. The weights are
+/// computed here; the passes run in C (`resample_kernels.c`).
 enum PillowBicubic {
     /// Fractional bits of the fixed-point weights (32 - 8 - 2: 8 bits of sample, 2 of headroom).
-    static let precisionBits: Int32 = 22
-    static let rounding: Int32 = 1 << (precisionBits - 1)
+    static let precisionBits = 22
     static let support = 2.0
 
     static func kernel(_ distance: Double) -> Double {
@@ -20,12 +20,6 @@ enum PillowBicubic {
             return (((x - 5) * x + 8) * x - 4) * a
         }
         return 0.0
-    }
-
-    @inline(__always)
-    static func clip8(_ sum: Int32) -> UInt8 {
-        let shifted = sum >> precisionBits
-        return shifted < 0 ? 0 : (shifted > 255 ? 255 : UInt8(truncatingIfNeeded: shifted))
     }
 }
 

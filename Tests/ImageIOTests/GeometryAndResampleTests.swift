@@ -143,7 +143,8 @@ enum NaivePillowResize {
             let center = (Double(output) + 0.5) * scale
             let first = max(Int(center - support + 0.5), 0)
             let end = min(Int(center + support + 0.5), inSize)
-            let raw = (first..<end).map { PillowBicubic.kernel((Double($0) - center + 0.5) / filterScale) }
+            let inverseFilterScale = 1.0 / filterScale
+            let raw = (first..<end).map { PillowBicubic.kernel((Double($0) - center + 0.5) * inverseFilterScale) }
             let total = raw.reduce(0, +)
             let fixed = raw.map { w -> Int32 in
                 let n = total != 0 ? w / total : w
