@@ -119,7 +119,8 @@ public struct Preprocessor: Sendable {
         if ImageFormat.detect(bytes) == .jpeg, let header = try? ImageDecoder.jpegHeader(bytes) {
             let denominator = options.dctDownscale.denominator(
                 shortestSide: min(header.width, header.height), imageSize: options.imageSize)
-            if !options.applyExifOrientation || header.exifOrientation == 1 {
+            let withinLimit = header.width > 0 && header.height > 0 && header.width * header.height <= decoder.maxPixels
+            if withinLimit && (!options.applyExifOrientation || header.exifOrientation == 1) {
                 // Upright as stored: decode only the rows and columns the centre crop reads.
                 // libjpeg's output size at 1/d is ceil(size / d).
                 let width = (header.width + denominator - 1) / denominator
