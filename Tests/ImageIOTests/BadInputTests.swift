@@ -39,6 +39,9 @@ final class BadInputTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains("60000x60000"), "\(error)")
             }
         }
+        XCTAssertThrowsError(try Preprocessor().preprocess(Fixtures.bytes(Fixtures.images("bad/bomb_60000x60000.jpg")))) { error in
+            XCTAssertEqual((error as? ImageIOError)?.errorClass, .tooLarge)
+        }
         // A 60000x60000 RGB buffer is 10.8 GB; touching even a row band would show.
         XCTAssertLessThan(Self.peakResidentKilobytes() - before, 64 * 1024)
     }
