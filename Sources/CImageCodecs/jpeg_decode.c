@@ -19,6 +19,7 @@ typedef struct {
     int reached_end_of_data;    /* JWRN_JPEG_EOF: the data ended before EOI */
     int entropy_data_starved;   /* JWRN_HIT_MARKER: a scan needed more bits than it had */
     int corrupt_scan;           /* bad Huffman code, lost restart sync, ... */
+    int too_many_scans;
     char message[CIC_MESSAGE_CAPACITY];
 } decoder_errors;
 
@@ -76,7 +77,7 @@ static void limit_scans(j_common_ptr cinfo) {
         if (decompressor->input_scan_number > MAX_SCANS) {
             decoder_errors *errors = (decoder_errors *)cinfo->err;
             snprintf(errors->message, CIC_MESSAGE_CAPACITY, "more than %d scans", MAX_SCANS);
-            errors->base.msg_code = JERR_NOT_COMPILED; /* any fatal code: classified as corrupt */
+            errors->too_many_scans = 1;
             longjmp(errors->jump, 2);
         }
     }
@@ -98,6 +99,13 @@ static void copy_message(char *message, const char *text) {
 
 static cic_status status_for_fatal(const decoder_errors *errors) {
     int code = errors->base.msg_code;
+    if (errors->too_many_scans) {
+        return CIC_CORRUPT;
+    }
+    if (code == JERR_SOF_UNSUPPORTED || code == JERR_BAD_PRECISION || code == JERR_ARITH_NOTIMPL ||
+        code == JERR_NOT_COMPILED) {
+        return CIC_UNSUPPORTED; /* lossless, 12/16-bit and other JPEG variants */
+    }
     if (errors->reached_end_of_data) {
         return CIC_TRUNCATED; /* the header or a table was cut off */
     }

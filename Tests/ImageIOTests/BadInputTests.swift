@@ -221,3 +221,20 @@ extension BadInputTests {
         XCTAssertEqual(partial, full)
     }
 }
+
+extension BadInputTests {
+    /// JPEG variants libjpeg-turbo's 8-bit decoder does not handle are unsupported, not corrupt.
+    func testLosslessAndTwelveBitJPEGsAreUnsupported() throws {
+        let bytes = try Fixtures.bytes(Fixtures.images("chelsea_16x16.jpg"))
+        let sof = try XCTUnwrap((0..<(bytes.count - 1)).first { bytes[$0] == 0xFF && bytes[$0 + 1] == 0xC0 })
+        var lossless = bytes
+        lossless[sof + 1] = 0xC3
+        var twelveBit = bytes
+        twelveBit[sof + 4] = 12
+        for (name, variant) in [("SOF3", lossless), ("12-bit", twelveBit)] {
+            XCTAssertThrowsError(try ImageDecoder().decode(variant), name) { error in
+                XCTAssertEqual((error as? ImageIOError)?.errorClass, .unsupportedFormat, "\(name): \(error)")
+            }
+        }
+    }
+}
