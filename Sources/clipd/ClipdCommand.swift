@@ -1,9 +1,18 @@
 import ArgumentParser
 
-struct ClipdCommand: ParsableCommand {
+
+struct ClipdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
-        subcommands: [PreprocessCommand.self]
+        subcommands: [
+            EmbedCommand.self,
+            BenchCommand.self,
+            BLASCheckCommand.self,
+            FinetuneCommand.self,
+            TokenizeCommand.self,
+            FetchCommand.self,
+            PreprocessCommand.self,
+        ]
     )
 }
