@@ -108,48 +108,47 @@ public final class DecodedImage: @unchecked Sendable {
         if orientationApplied || exifOrientation <= 1 || exifOrientation > 8 {
             return self
         }
-        precondition(isComplete)
-        let swapsAxes = exifOrientation >= 5
-        let outWidth = swapsAxes ? height : width
-        let outHeight = swapsAxes ? width : height
+        // Works on a stored region too: the result holds the upright region it shows.
+        let orientation = Orientation(value: exifOrientation, storedWidth: width, storedHeight: height)
+        let target = orientation.uprightRect(x: regionX, y: regionY, width: regionWidth, height: regionHeight)
         let bytesPerPixel = layout.bytesPerPixel
-        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: outWidth * outHeight * bytesPerPixel)
-        // Output pixel (x, y) reads source pixel origin + x * stepX + y * stepY (in pixels).
-        let w = width, h = height
-        let (origin, stepX, stepY): (Int, Int, Int) = switch exifOrientation {
-        case 2: (w - 1, -1, w)                      // mirror
-        case 3: (h * w - 1, -1, -w)                 // rotate 180
-        case 4: ((h - 1) * w, 1, -w)                // flip
-        case 5: (0, w, 1)                           // transpose
-        case 6: ((h - 1) * w, -w, 1)                // rotate 90 clockwise
-        case 7: (h * w - 1, -w, -1)                 // transverse
-        default: (w - 1, w, -1)                     // 8: rotate 90 counter-clockwise
+        let output = UnsafeMutablePointer<UInt8>.allocate(capacity: target.width * target.height * bytesPerPixel)
+        // Upright pixel (x, y) of the region reads stored pixel origin + x * stepX + y * stepY
+        // (linear pixel index within the stored region).
+        func storedIndex(_ x: Int, _ y: Int) -> Int {
+            let p = orientation.stored(target.x + x, target.y + y)
+            return (p.y - regionY) * regionWidth + (p.x - regionX)
         }
+        let origin = storedIndex(0, 0)
+        let stepX = target.width > 1 ? storedIndex(1, 0) - origin : 0
+        let stepY = target.height > 1 ? storedIndex(0, 1) - origin : 0
         let input = storage
-        for y in 0..<outHeight {
+        for y in 0..<target.height {
             var from = origin + y * stepY
-            let row = output + y * outWidth * bytesPerPixel
+            let row = output + y * target.width * bytesPerPixel
             if bytesPerPixel == 4 {
                 let source = UnsafeRawPointer(input)
-                let target = UnsafeMutableRawPointer(row)
-                for x in 0..<outWidth {
-                    target.storeBytes(of: source.loadUnaligned(fromByteOffset: from * 4, as: UInt32.self),
-                                      toByteOffset: x * 4, as: UInt32.self)
+                let destination = UnsafeMutableRawPointer(row)
+                for x in 0..<target.width {
+                    destination.storeBytes(of: source.loadUnaligned(fromByteOffset: from * 4, as: UInt32.self),
+                                           toByteOffset: x * 4, as: UInt32.self)
                     from += stepX
                 }
             } else {
-                for x in 0..<outWidth {
+                for x in 0..<target.width {
                     row[x] = input[from]
                     from += stepX
                 }
             }
         }
+        let outWidth = orientation.uprightWidth
+        let outHeight = orientation.uprightHeight
         return DecodedImage(
             width: outWidth, height: outHeight, layout: layout, format: format,
             sourceWidth: sourceWidth, sourceHeight: sourceHeight,
             dctScaleDenominator: dctScaleDenominator, isProgressive: isProgressive,
             exifOrientation: exifOrientation, orientationApplied: true,
-            storage: output, storageFreedByC: false,
+            storage: output, storageFreedByC: false, region: target,
             hasAlpha: hasAlpha, isPillowPaletteMode: isPillowPaletteMode)
     }
 

@@ -120,17 +120,17 @@ public struct Preprocessor: Sendable {
             let denominator = options.dctDownscale.denominator(
                 shortestSide: min(header.width, header.height), imageSize: options.imageSize)
             let withinLimit = header.width > 0 && header.height > 0 && header.width * header.height <= decoder.maxPixels
-            if withinLimit && (!options.applyExifOrientation || header.exifOrientation == 1) {
-                // Upright as stored: decode only the rows and columns the centre crop reads.
-                // libjpeg's output size at 1/d is ceil(size / d).
-                let width = (header.width + denominator - 1) / denominator
-                let height = (header.height + denominator - 1) / denominator
-                let plan = ResizePlan(width: width, height: height, size: options.imageSize)
-                let columns = plan.resize.sourceColumns
-                let rows = plan.resize.sourceRows
-                let image = try decoder.decode(
-                    bytes, dctScaleDenominator: denominator,
-                    region: (columns.lowerBound, rows.lowerBound, columns.count, rows.count))
+            if withinLimit {
+                // Decode only the stored rows and columns that the centre crop of the upright
+                // picture reads. libjpeg's output size at 1/d is ceil(size / d).
+                let orientation = Orientation(
+                    value: options.applyExifOrientation ? header.exifOrientation : 1,
+                    storedWidth: (header.width + denominator - 1) / denominator,
+                    storedHeight: (header.height + denominator - 1) / denominator)
+                let plan = ResizePlan(width: orientation.uprightWidth, height: orientation.uprightHeight, size: options.imageSize)
+                let region = orientation.storedRect(columns: plan.resize.sourceColumns, rows: plan.resize.sourceRows)
+                let decoded = try decoder.decode(bytes, dctScaleDenominator: denominator, region: region)
+                let image = options.applyExifOrientation ? decoded.applyingOrientation() : decoded
                 return resample(image, plan: plan, into: output)
             }
             return preprocess(try decoder.decode(bytes, dctScaleDenominator: denominator), into: output)
