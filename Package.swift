@@ -24,6 +24,10 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
+        // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // Image decoding and CLIP preprocessing identical to Pillow/open_clip.
+        .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
@@ -39,7 +43,7 @@ let package = Package(
         ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer", "Fetch",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -52,5 +56,6 @@ let package = Package(
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
         // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
         .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
     ]
 )

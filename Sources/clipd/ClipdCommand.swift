@@ -12,6 +12,7 @@ struct ClipdCommand: AsyncParsableCommand {
             FinetuneCommand.self,
             TokenizeCommand.self,
             FetchCommand.self,
+            PreprocessCommand.self,
         ]
     )
 }
