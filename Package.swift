@@ -24,6 +24,10 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
+        .target(name: "Postgres", dependencies: [
+            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "clipd", dependencies: [
             "Tensor", "CLIP", "CLIPTokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -32,5 +36,9 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        .testTarget(name: "PostgresIntegrationTests", dependencies: [
+            "Postgres", .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )
