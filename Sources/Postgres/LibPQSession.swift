@@ -6,7 +6,12 @@ import Foundation
 final class LibPQSession: @unchecked Sendable {
     private var connection: OpaquePointer?
 
-    init() {}
+    /// Receives server NOTICE/WARNING messages (which libpq would otherwise print to stderr).
+    private let noticeHandler: @Sendable (String) -> Void
+
+    init(noticeHandler: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.noticeHandler = noticeHandler
+    }
 
     deinit { close() }
 
@@ -41,6 +46,11 @@ final class LibPQSession: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: message.isEmpty ? "connection failed" : message)
         }
         connection = conn
+        PQsetNoticeReceiver(conn, { context, result in
+            guard let context, let result else { return }
+            let session = Unmanaged<LibPQSession>.fromOpaque(context).takeUnretainedValue()
+            session.noticeHandler(LibPQSession.trimmed(PQresultErrorMessage(result)))
+        }, Unmanaged.passUnretained(self).toOpaque())
         // Text formats this module parses: ISO dates in UTC, shortest exact floats.
         _ = try executeScript("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1; SET bytea_output = 'hex'")
     }

@@ -13,13 +13,14 @@ public final class PostgresConnection: Sendable {
     public let configuration: PostgresConfiguration
     let logger: Logger
     private let queue: DispatchQueue
-    private let session = LibPQSession()
+    private let session: LibPQSession
     private let lock = AsyncLock()
 
     private init(configuration: PostgresConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.queue = DispatchQueue(label: "clipd.postgres.connection")
+        self.session = LibPQSession { [logger] notice in logger.debug("PostgreSQL: \(notice)") }
     }
 
     /// Connects, retrying with exponential backoff and jitter until `configuration.reconnect`
@@ -55,6 +56,7 @@ public final class PostgresConnection: Sendable {
     }
 
     /// Runs `body` inside BEGIN … COMMIT; any error thrown rolls the transaction back and is rethrown.
+    @discardableResult
     public func withTransaction<T: Sendable>(
         isolation: PostgresIsolationLevel = .readCommitted,
         _ body: (PostgresTransaction) async throws -> T

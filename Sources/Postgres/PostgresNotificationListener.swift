@@ -101,7 +101,7 @@ private final class ListenerThread: @unchecked Sendable {
     let control: ListenerControl
     let output: AsyncStream<PostgresNotification>.Continuation
     var ready: CheckedContinuation<Void, Error>?
-    let session = LibPQSession()
+    let session: LibPQSession
 
     init(configuration: PostgresConfiguration, channels: [String], logger: Logger, control: ListenerControl,
          output: AsyncStream<PostgresNotification>.Continuation, ready: CheckedContinuation<Void, Error>) {
@@ -111,6 +111,7 @@ private final class ListenerThread: @unchecked Sendable {
         self.control = control
         self.output = output
         self.ready = ready
+        self.session = LibPQSession { [logger] notice in logger.debug("PostgreSQL: \(notice)") }
     }
 
     func run() {
