@@ -24,6 +24,8 @@ let package = Package(
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
+        .target(name: "ZeroShot"),
         // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
@@ -37,6 +39,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
             "Postgres", .product(name: "Logging", package: "swift-log"),
         ]),
