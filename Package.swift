@@ -30,8 +30,8 @@ let package = Package(
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "clipd", dependencies: [
-            "Tensor", "CLIP", "CLIPTokenizer",
+        .executableTarget(name: "clipd", dependencies: [
+            "Tensor", "CLIP", "CLIPTokenizer", "Postgres", "ZeroShot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -231,8 +231,8 @@ final class LibPQSession: @unchecked Sendable {
 
     private static func trimmed(_ text: UnsafePointer<CChar>?) -> String {
         guard let text else { return "" }
-        return String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines)
-            .replacingOccurrences(of: "\n", with: " ")
+        // libpq messages span lines with tab indentation; logs and CLI errors want one line.
+        return String(cString: text).split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
     }
 }
 

@@ -1,9 +1,10 @@
 import ArgumentParser
 
-struct ClipdCommand: ParsableCommand {
+@main
+struct ClipdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
-        subcommands: []
+        subcommands: [MigrateCommand.self, LabelsCommand.self]
     )
 }
