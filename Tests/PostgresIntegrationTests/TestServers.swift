@@ -26,10 +26,11 @@ enum TestServer: String, CaseIterable, CustomTestStringConvertible, Sendable {
         return value?.isEmpty == false ? value : nil
     }
 
-    /// In CI a missing server is a failure, never a silent skip.
+    /// In CI (or under Deploy/dev/test.sh) a missing server is a failure, never a silent skip.
     static var mustRun: Bool {
-        let ci = ProcessInfo.processInfo.environment["CI"]?.lowercased()
-        return ci == "true" || ci == "1"
+        let environment = ProcessInfo.processInfo.environment
+        let ci = environment["CI"]?.lowercased()
+        return ci == "true" || ci == "1" || environment["CLIPD_REQUIRE_TEST_SERVERS"] == "1"
     }
 
     /// Whether any integration test can run: a URL is set, or CI demands it (and then fails).
