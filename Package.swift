@@ -36,6 +36,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Benchmarks/pg_writes.sh: COPY versus multi-row INSERT for the daemon's write batches.
+        .executableTarget(name: "PostgresWritesBench", dependencies: [
+            "Postgres", .product(name: "Logging", package: "swift-log"),
+        ], path: "Benchmarks/PostgresWrites"),
+
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),

@@ -77,6 +77,10 @@ BEGIN
             FOREIGN KEY (model_version_id, dimension) REFERENCES model_versions (id, embedding_dim),
             CHECK (text_embedding IS NULL OR %2$s(text_embedding) = %2$s(image_embedding))
         )$t$, vector_type, dims_function);
+    -- Embeddings are incompressible floats: skip TOAST's compression attempt (pgvector's type
+    -- already defaults to this).
+    EXECUTE 'ALTER TABLE embeddings ALTER COLUMN image_embedding SET STORAGE EXTERNAL, '
+            'ALTER COLUMN text_embedding SET STORAGE EXTERNAL';
 END
 $$;
 CREATE INDEX embeddings_model_version ON embeddings (model_version_id);

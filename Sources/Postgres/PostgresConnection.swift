@@ -16,6 +16,10 @@ public final class PostgresConnection: Sendable {
     private let session: LibPQSession
     private let lock = AsyncLock()
 
+    /// The connection whose transaction the current task is running, to turn a self-deadlock
+    /// (calling the connection instead of the transaction inside `withTransaction`) into an error.
+    @TaskLocal private static var transactionInProgress: ObjectIdentifier?
+
     private init(configuration: PostgresConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
@@ -43,7 +47,8 @@ public final class PostgresConnection: Sendable {
     /// Runs one statement and returns its rows (empty for commands).
     @discardableResult
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        try await lock.withLock {
+        try checkNotInsideOwnTransaction()
+        return try await lock.withLock {
             try await ensureConnected()
             return try await onQueue { session in try session.execute(query) }
         }
@@ -56,17 +61,21 @@ public final class PostgresConnection: Sendable {
     }
 
     /// Runs `body` inside BEGIN … COMMIT; any error thrown rolls the transaction back and is rethrown.
+    /// Statements inside go through the `PostgresTransaction` passed to `body`.
     @discardableResult
     public func withTransaction<T: Sendable>(
         isolation: PostgresIsolationLevel = .readCommitted,
         _ body: (PostgresTransaction) async throws -> T
     ) async throws -> T {
-        try await lock.withLock {
+        try checkNotInsideOwnTransaction()
+        return try await lock.withLock {
             try await ensureConnected()
             try await onQueue { session in try session.executeScript("BEGIN ISOLATION LEVEL \(isolation.sql)") }
             let transaction = PostgresTransaction(connection: self)
             do {
-                let value = try await body(transaction)
+                let value = try await Self.$transactionInProgress.withValue(ObjectIdentifier(self)) {
+                    try await body(transaction)
+                }
                 try await onQueue { session in try session.executeScript("COMMIT") }
                 return value
             } catch {
@@ -84,7 +93,8 @@ public final class PostgresConnection: Sendable {
     /// Writes rows with `COPY table (columns) FROM STDIN` (text format); returns the row count.
     @discardableResult
     public func copy(into table: String, columns: [String], rows: [[PostgresBind]]) async throws -> Int {
-        try await lock.withLock {
+        try checkNotInsideOwnTransaction()
+        return try await lock.withLock {
             try await ensureConnected()
             return try await copyUnlocked(into: table, columns: columns, rows: rows)
         }
@@ -109,6 +119,12 @@ public final class PostgresConnection: Sendable {
     }
 
     // MARK: internals
+
+    private func checkNotInsideOwnTransaction() throws {
+        if Self.transactionInProgress == ObjectIdentifier(self) {
+            throw PostgresError(kind: .invalidInput, message: "inside withTransaction, run statements through the PostgresTransaction it passes; the connection itself is held by the transaction")
+        }
+    }
 
     func copyUnlocked(into table: String, columns: [String], rows: [[PostgresBind]]) async throws -> Int {
         let statement = "COPY \(PostgresTextFormat.quoteIdentifier(table)) ("

@@ -61,6 +61,10 @@ struct ConnectionTests {
             }
             let ids = try await connection.query("SELECT id FROM items ORDER BY id").map { try $0.decode(Int.self, at: 0) }
             #expect(ids == [1])
+            // Using the connection instead of the transaction inside the body is an error, not a deadlock.
+            await #expect {
+                try await connection.withTransaction { _ in try await connection.query("SELECT 1") }
+            } throws: { ($0 as? PostgresError)?.kind == .invalidInput }
             // The connection is usable after a rolled-back transaction.
             #expect(try await connection.execute("UPDATE items SET note = \("still usable")") == 1)
         }

@@ -68,7 +68,8 @@ final class TCPRelay: @unchecked Sendable {
             if count <= 0 { break }
             var offset = 0
             while offset < count {
-                let written = buffer[offset..<count].withUnsafeBytes { write(destination, $0.baseAddress, count - offset) }
+                // send with MSG_NOSIGNAL: a peer that already closed must not SIGPIPE the test process.
+                let written = buffer[offset..<count].withUnsafeBytes { send(destination, $0.baseAddress, count - offset, Int32(MSG_NOSIGNAL)) }
                 if written <= 0 { break }
                 offset += written
             }
