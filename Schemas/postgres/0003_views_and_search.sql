@@ -47,6 +47,8 @@ BEGIN
     END IF;
     column_name := against || '_embedding';
     IF clipd_vector_backend() = 'pgvector' THEN
+        -- An HNSW scan yields at most ef_search rows; widen it (for this transaction) to cover k.
+        PERFORM set_config('hnsw.ef_search', least(greatest(k * 2, 40), 1000)::text, true);
         -- Literal version id and dimension so the planner matches the partial expression index.
         RETURN QUERY EXECUTE format(
             'SELECT e.record_id, (e.%1$I::vector(%2$s) <=> $1::vector(%2$s))::float8 '

@@ -108,6 +108,10 @@ struct StorageTests {
             #expect(abs(neighbours[0].distance) < 1e-5)
             for (found, expected) in zip(neighbours, exact) { #expect(abs(found.distance - expected.1) < 1e-5) }
 
+            // More than pgvector's default ef_search (40) neighbours are still all returned, in order.
+            let many = try await database.nearest(to: query, modelVersionID: model, limit: 55)
+            #expect(many.map(\.recordID) == exact.prefix(55).map(\.0))
+
             let captions = try await database.nearest(to: Self.vector(31), modelVersionID: model, limit: 1, against: .text)
             #expect(captions.map(\.recordID) == ["nn-30"])  // record 30's caption vector is vector(31)
 
@@ -116,6 +120,9 @@ struct StorageTests {
                 try await connection.withTransaction { transaction in
                     try await transaction.query("SET LOCAL enable_seqscan = off")
                     try await transaction.query("SET LOCAL enable_sort = off")
+                    // Through the index, k beyond the default ef_search (40) still yields k rows.
+                    let viaIndex = try await transaction.query("SELECT record_id FROM clipd_nearest(\(query), \(model), \(Int32(55)))")
+                    #expect(try viaIndex.map { try $0.decode(String.self, at: 0) }.count == 55)
                     let plan = try await transaction.query(PostgresQuery(
                         "EXPLAIN SELECT record_id FROM embeddings WHERE model_version_id = 1 ORDER BY image_embedding::vector(8) <=> '[1,0,0,0,0,0,0,0]'::vector(8) LIMIT 5"))
                     let text = try plan.map { try $0.decode(String.self, at: 0) }.joined(separator: "\n")
