@@ -208,6 +208,16 @@ CREATE TABLE finetune_runs (
 );
 CREATE INDEX finetune_runs_pending ON finetune_runs (scheduled_at) WHERE status = 'scheduled';
 
+-- Atomically hands the oldest scheduled run to one worker (others skip it), marking it running.
+--   SELECT * FROM clipd_claim_finetune_run('host-1');
+CREATE FUNCTION clipd_claim_finetune_run(worker text) RETURNS SETOF finetune_runs
+LANGUAGE sql AS $$
+    UPDATE finetune_runs SET status = 'running', claimed_by = worker, started_at = now()
+     WHERE id = (SELECT id FROM finetune_runs WHERE status = 'scheduled'
+                  ORDER BY scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+$$;
+
 CREATE FUNCTION clipd_finetune_runs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('clipd_finetune_runs', NEW.id::text);

@@ -190,6 +190,61 @@ public struct ClipdDatabase: Sendable {
         try await connection.query("SELECT clipd_activate_model_version(\(id))")
     }
 
+    public struct ModelVersion: Sendable, Equatable {
+        public var id: Int64
+        public var name: String
+        public var architecture: String
+        public var embeddingDimension: Int
+        public var checkpointURI: String?
+        public var parentID: Int64?
+    }
+
+    /// The active model version, if one is active.
+    public func activeModelVersion() async throws -> ModelVersion? {
+        guard let row = try await connection.query("""
+            SELECT id, name, architecture, embedding_dim, checkpoint_uri, parent_id FROM model_versions WHERE is_active
+            """).first else { return nil }
+        return ModelVersion(id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1),
+                            architecture: try row.decode(String.self, at: 2), embeddingDimension: try row.decode(Int.self, at: 3),
+                            checkpointURI: try row.decode(String?.self, at: 4), parentID: try row.decode(Int64?.self, at: 5))
+    }
+
+    // MARK: fine-tune runs
+
+    public struct FinetuneRun: Sendable, Equatable {
+        public var id: Int64
+        public var baseModelVersionID: Int64?
+        /// The run's parameters as JSON text.
+        public var parametersJSON: String
+    }
+
+    /// Schedules a run; listeners on `clipd_finetune_runs` are notified with its id.
+    public func scheduleFinetuneRun(baseModelVersionID: Int64?, parametersJSON: String = "{}") async throws -> Int64 {
+        try await connection.query("""
+            INSERT INTO finetune_runs (base_model_version_id, parameters) VALUES (\(baseModelVersionID), \(PostgresJSON(parametersJSON))) RETURNING id
+            """).first!.decode(Int64.self, at: 0)
+    }
+
+    /// Marks the oldest scheduled run as running by `worker` and returns it; concurrent workers
+    /// never receive the same run.
+    public func claimFinetuneRun(worker: String) async throws -> FinetuneRun? {
+        guard let row = try await connection.query("""
+            SELECT id, base_model_version_id, parameters FROM clipd_claim_finetune_run(\(worker))
+            """).first else { return nil }
+        return FinetuneRun(id: try row.decode(Int64.self, at: 0), baseModelVersionID: try row.decode(Int64?.self, at: 1),
+                           parametersJSON: try row.decode(String.self, at: 2))
+    }
+
+    /// Records the outcome of a claimed run: `finished` with results, or `failed` with an error.
+    public func finishFinetuneRun(id: Int64, resultModelVersionID: Int64?, resultsJSON: String?, error: String?) async throws {
+        let status = error == nil ? "finished" : "failed"
+        try await connection.query("""
+            UPDATE finetune_runs SET status = \(status), finished_at = now(), result_model_version_id = \(resultModelVersionID),
+                   results = \(resultsJSON.map(PostgresJSON.init)), error = \(error)
+             WHERE id = \(id)
+            """)
+    }
+
     // MARK: label sets
 
     /// Creates or replaces a label set with its templates and labels (in this order), atomically.

@@ -206,4 +206,47 @@ struct StorageTests {
             }
         }
     }
+
+    @Test("model versions: at most one active, activation notifies; fine-tune runs are claimed once", arguments: [TestServer.plain])
+    func modelVersionsAndFinetuneRuns(server: TestServer) async throws {
+        try await onScratchDatabase(server) { scratch, connection in
+            let database = ClipdDatabase(connection: connection)
+            let listener = try await PostgresNotificationListener.start(configuration: quickConfiguration(scratch.url),
+                                                                        channels: ["clipd_model_versions", "clipd_finetune_runs"], logger: testLogger)
+            defer { listener.stop() }
+            let collector = NotificationCollector(listener)
+            #expect(try await database.activeModelVersion() == nil)
+            let base = try await database.registerModelVersion(name: "base", architecture: "ViT-B/32", embeddingDimension: 512)
+            let tuned = try await database.registerModelVersion(name: "tuned", architecture: "ViT-B/32", embeddingDimension: 512, parentID: base)
+            try await database.activateModelVersion(id: base)
+            try await database.activateModelVersion(id: tuned)
+            let active = try #require(try await database.activeModelVersion())
+            #expect(active.id == tuned && active.parentID == base && active.embeddingDimension == 512)
+            await #expect(throws: PostgresError.self) {
+                try await connection.query("UPDATE model_versions SET is_active = true WHERE id = \(base)")
+            }
+            await #expect(throws: PostgresError.self) { try await database.activateModelVersion(id: 999_999) }
+
+            let first = try await database.scheduleFinetuneRun(baseModelVersionID: tuned, parametersJSON: "{\"epochs\": 2}")
+            let second = try await database.scheduleFinetuneRun(baseModelVersionID: tuned)
+            let claims = try await withThrowingTaskGroup(of: Int64?.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        let own = try await scratch.connect()
+                        defer { Task { await own.close() } }
+                        return try await ClipdDatabase(connection: own).claimFinetuneRun(worker: "worker-\(worker)")?.id
+                    }
+                }
+                return try await group.reduce(into: [Int64]()) { if let id = $1 { $0.append(id) } }
+            }
+            #expect(claims.sorted() == [first, second])
+            try await database.finishFinetuneRun(id: first, resultModelVersionID: tuned, resultsJSON: "{\"recall@1\": 0.5}", error: nil)
+            let status = try await connection.query("SELECT status FROM finetune_runs WHERE id = \(first)").first!.decode(String.self, at: 0)
+            #expect(status == "finished")
+
+            let received = try await collector.waitFor(count: 4, seconds: 10)
+            #expect(received.filter { $0.channel == "clipd_model_versions" }.map(\.payload) == [String(base), String(tuned)])
+            #expect(received.filter { $0.channel == "clipd_finetune_runs" }.map(\.payload) == [String(first), String(second)])
+        }
+    }
 }
