@@ -78,12 +78,33 @@ final class LibPQSession: @unchecked Sendable {
             throw PostgresError(kind: .invalidInput, message: "\(binds.count) parameters exceed the protocol limit of \(PostgresQuery.maximumBindCount)")
         }
         let types = binds.map { Oid($0.type.oid) }
-        let cStrings: [UnsafeMutablePointer<CChar>?] = binds.map { bind in bind.text.map { strdup($0)! } }
-        defer { cStrings.forEach { free($0) } }
-        let result = cStrings.withUnsafeBufferPointer { values in
+        var values: [UnsafeMutablePointer<CChar>?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        values.reserveCapacity(binds.count)
+        defer { values.forEach { free($0) } }
+        for bind in binds {
+            if let binary = bind.binary {
+                let buffer = malloc(max(binary.count, 1))!
+                binary.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: binary.count) }
+                values.append(buffer.assumingMemoryBound(to: CChar.self))
+                lengths.append(Int32(binary.count))
+                formats.append(1)
+            } else {
+                values.append(bind.text.map { strdup($0)! })
+                lengths.append(0)
+                formats.append(0)
+            }
+        }
+        let result = values.withUnsafeBufferPointer { valueBuffer in
             types.withUnsafeBufferPointer { typeBuffer in
-                values.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(values.count, 1)) { valuePointers in
-                    PQexecParams(conn, query.sql, Int32(binds.count), typeBuffer.baseAddress, binds.isEmpty ? nil : valuePointers, nil, nil, 0)
+                lengths.withUnsafeBufferPointer { lengthBuffer in
+                    formats.withUnsafeBufferPointer { formatBuffer in
+                        valueBuffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: max(valueBuffer.count, 1)) { valuePointers in
+                            PQexecParams(conn, query.sql, Int32(binds.count), typeBuffer.baseAddress,
+                                         binds.isEmpty ? nil : valuePointers, lengthBuffer.baseAddress, formatBuffer.baseAddress, 0)
+                        }
+                    }
                 }
             }
         }

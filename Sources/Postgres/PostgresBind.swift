@@ -27,19 +27,49 @@ public struct PostgresType: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "oid \(oid)" }
 }
 
-/// One query parameter: its type and its value in PostgreSQL's text input format (`nil` is NULL).
-/// Values travel separately from the SQL text (`PQexecParams`), so they are never parsed as SQL.
+/// One query parameter: its type and its value (`nil` text is NULL). Values travel separately from
+/// the SQL text (`PQexecParams`), so they are never parsed as SQL. Most values are sent in
+/// PostgreSQL's text input format; `real[]` vectors go in binary, which spares the server from
+/// parsing a thousand floats of text per embedding.
 public struct PostgresBind: Sendable, Equatable {
     public var type: PostgresType
-    public var text: String?
+    let value: Value
+
+    enum Value: Sendable, Equatable {
+        case null
+        case text(String)
+        case float4Array([Float])
+    }
 
     public init(type: PostgresType, text: String?) {
         self.type = type
-        self.text = text
+        self.value = text.map(Value.text) ?? .null
+    }
+
+    init(float4Array: [Float]) {
+        self.type = .float4Array
+        self.value = .float4Array(float4Array)
     }
 
     public static func null(_ type: PostgresType = .unspecified) -> PostgresBind {
         PostgresBind(type: type, text: nil)
+    }
+
+    public var isNull: Bool { value == .null }
+
+    /// The value in text input format (what COPY sends); nil for NULL.
+    public var text: String? {
+        switch value {
+        case .null: return nil
+        case .text(let text): return text
+        case .float4Array(let values): return PostgresTextFormat.array(values.map { PostgresTextFormat.float($0) })
+        }
+    }
+
+    /// The binary send format, for values that have one here.
+    var binary: [UInt8]? {
+        guard case .float4Array(let values) = value else { return nil }
+        return PostgresBinaryFormat.float4Array(values)
     }
 }
 
@@ -99,7 +129,38 @@ extension Double: PostgresEncodable {
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public var postgresBind: PostgresBind {
-        PostgresBind(type: Element.postgresArrayType, text: PostgresTextFormat.array(self.map { $0.postgresArrayElementText }))
+        if let floats = self as? [Float] { return PostgresBind(float4Array: floats) }
+        return PostgresBind(type: Element.postgresArrayType, text: PostgresTextFormat.array(self.map { $0.postgresArrayElementText }))
+    }
+}
+
+/// PostgreSQL's binary send formats (network byte order), for the types sent in binary.
+enum PostgresBinaryFormat {
+    /// One-dimensional `float4[]` without NULLs: header (ndim, has-null flag, element type,
+    /// length, lower bound), then each element as a 4-byte length and its IEEE bits.
+    static func float4Array(_ values: [Float]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(20 + values.count * 8)
+        func append(_ word: UInt32) {
+            out.append(UInt8(truncatingIfNeeded: word >> 24))
+            out.append(UInt8(truncatingIfNeeded: word >> 16))
+            out.append(UInt8(truncatingIfNeeded: word >> 8))
+            out.append(UInt8(truncatingIfNeeded: word))
+        }
+        guard !values.isEmpty else {
+            append(0); append(0); append(PostgresType.float4.oid)
+            return out
+        }
+        append(1)
+        append(0)
+        append(PostgresType.float4.oid)
+        append(UInt32(values.count))
+        append(1)
+        for value in values {
+            append(4)
+            append(value.bitPattern)
+        }
+        return out
     }
 }
 
