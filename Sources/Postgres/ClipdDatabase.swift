@@ -15,7 +15,7 @@ public struct ClipdDatabase: Sendable {
     public enum WriteMethod: String, Sendable, CaseIterable {
         /// `INSERT … VALUES (…),(…) ON CONFLICT DO UPDATE` in statements of bounded size.
         case multiRowInsert = "insert"
-        /// `COPY` into session temp tables, then one `INSERT … SELECT … ON CONFLICT` per table.
+        /// Binary `COPY` into session temp tables, then one `INSERT … SELECT … ON CONFLICT` per table.
         case copyThroughStaging = "copy"
     }
 
@@ -58,7 +58,7 @@ public struct ClipdDatabase: Sendable {
             try await transaction.query("""
                 CREATE TEMP TABLE IF NOT EXISTS clipd_staging_records (LIKE records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
                 """)
-            try await transaction.copy(into: "clipd_staging_records", columns: Self.recordColumns, rows: batch.records.map(\.bindRow))
+            try await transaction.copy(into: "clipd_staging_records", columns: Self.recordColumns, rows: batch.records.map(\.bindRow), format: .binary)
             try await transaction.query(PostgresQuery(assembledSQL: """
                 INSERT INTO records (\(Self.recordColumns.joined(separator: ", ")))
                 SELECT DISTINCT ON (id) \(Self.recordColumns.joined(separator: ", ")) FROM clipd_staging_records
@@ -72,7 +72,7 @@ public struct ClipdDatabase: Sendable {
                     record_id text, model_version_id bigint, image_embedding real[], text_embedding real[], image_text_similarity real
                 ) ON COMMIT DELETE ROWS
                 """)
-            try await transaction.copy(into: "clipd_staging_embeddings", columns: Self.embeddingColumns, rows: batch.embeddings.map(\.bindRow))
+            try await transaction.copy(into: "clipd_staging_embeddings", columns: Self.embeddingColumns, rows: batch.embeddings.map(\.bindRow), format: .binary)
             try await transaction.query(PostgresQuery(assembledSQL: """
                 INSERT INTO embeddings (\(Self.embeddingColumns.joined(separator: ", ")))
                 SELECT DISTINCT ON (record_id, model_version_id) \(Self.embeddingColumns.joined(separator: ", ")) FROM clipd_staging_embeddings
@@ -101,7 +101,7 @@ public struct ClipdDatabase: Sendable {
                     """))
             }
         case .copyThroughStaging:
-            try await transaction.copy(into: "tags", columns: columns, rows: rows)
+            try await transaction.copy(into: "tags", columns: columns, rows: rows, format: .binary)
         }
     }
 

@@ -124,8 +124,9 @@ final class LibPQSession: @unchecked Sendable {
         return try consume(result, on: conn)
     }
 
-    /// `COPY … FROM STDIN` in text format. `rows` supplies one row per call until it returns nil.
-    func copyIn(_ copyStatement: String, next: () throws -> [PostgresBind]?) throws -> Int {
+    /// `COPY … FROM STDIN` in text or binary format (the statement must say which). `next`
+    /// supplies one row per call until it returns nil.
+    func copyIn(_ copyStatement: String, binary: Bool, next: () throws -> [PostgresBind]?) throws -> Int {
         let conn = try requireConnection()
         let start = PQexec(conn, copyStatement)
         let startStatus = PQresultStatus(start)
@@ -148,7 +149,24 @@ final class LibPQSession: @unchecked Sendable {
         }
         var failure: Error?
         do {
+            if binary {
+                // Signature, flags, header extension length.
+                buffer += Array("PGCOPY\n".utf8) + [0xFF, 0x0D, 0x0A, 0x00] + [0, 0, 0, 0] + [0, 0, 0, 0]
+            }
             while let row = try next() {
+                if binary {
+                    buffer += PostgresBinaryFormat.bigEndian(UInt16(row.count))
+                    for field in row {
+                        if let bytes = try PostgresBinaryFormat.copyField(field) {
+                            buffer += PostgresBinaryFormat.bigEndian(UInt32(bytes.count))
+                            buffer += bytes
+                        } else {
+                            buffer += [0xFF, 0xFF, 0xFF, 0xFF]
+                        }
+                    }
+                    if buffer.count >= 1 << 20 { try flush() }
+                    continue
+                }
                 for (index, field) in row.enumerated() {
                     if index > 0 { buffer.append(UInt8(ascii: "\t")) }
                     if field.text?.utf8.contains(0) == true {
@@ -159,6 +177,7 @@ final class LibPQSession: @unchecked Sendable {
                 buffer.append(UInt8(ascii: "\n"))
                 if buffer.count >= 1 << 20 { try flush() }
             }
+            if binary { buffer += [0xFF, 0xFF] }  // end-of-data marker
             try flush()
         } catch {
             failure = error

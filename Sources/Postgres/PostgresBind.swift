@@ -134,8 +134,63 @@ extension Array: PostgresEncodable where Element: PostgresArrayElement {
     }
 }
 
-/// PostgreSQL's binary send formats (network byte order), for the types sent in binary.
+/// PostgreSQL's binary send formats (network byte order), for binds sent in binary and for
+/// `COPY … (FORMAT binary)`.
 enum PostgresBinaryFormat {
+    /// The field bytes for binary COPY (nil for NULL). The column's type must be exactly the
+    /// bind's type: binary input does no conversions.
+    static func copyField(_ bind: PostgresBind) throws -> [UInt8]? {
+        let text: String
+        switch bind.value {
+        case .null: return nil
+        case .float4Array(let values): return float4Array(values)
+        case .text(let value): text = value
+        }
+        if text.utf8.contains(0) {
+            throw PostgresError(kind: .invalidInput, message: "COPY field contains a NUL character, which PostgreSQL text cannot store")
+        }
+        func failure() -> PostgresError {
+            PostgresError(kind: .invalidInput, message: "cannot send '\(text.prefix(40))' as \(bind.type) in binary COPY")
+        }
+        switch bind.type {
+        case .text, .unspecified, .json:
+            return Array(text.utf8)
+        case .jsonb:
+            return [1] + Array(text.utf8)  // jsonb binary format version 1, then the JSON text
+        case .int8:
+            guard let value = Int64(text) else { throw failure() }
+            return bigEndian(UInt64(bitPattern: value))
+        case .int4:
+            guard let value = Int32(text) else { throw failure() }
+            return bigEndian(UInt32(bitPattern: value))
+        case .int2:
+            guard let value = Int16(text) else { throw failure() }
+            return [UInt8(truncatingIfNeeded: UInt16(bitPattern: value) >> 8), UInt8(truncatingIfNeeded: UInt16(bitPattern: value))]
+        case .float4:
+            guard let value = PostgresTextFormat.parseDouble(Substring(text)) else { throw failure() }
+            return bigEndian((Float(text) ?? Float(value)).bitPattern)
+        case .float8:
+            guard let value = PostgresTextFormat.parseDouble(Substring(text)) else { throw failure() }
+            return bigEndian(value.bitPattern)
+        case .bool:
+            return [text == "t" ? 1 : 0]
+        case .bytea:
+            guard let bytes = PostgresTextFormat.parseByteaHex(text) else { throw failure() }
+            return bytes
+        case .timestamptz, .timestamp:
+            guard let date = PostgresTextFormat.parseTimestamp(text) else { throw failure() }
+            // Microseconds since 2000-01-01 00:00:00 UTC.
+            let micros = Int64(((date.timeIntervalSince1970 - 946_684_800) * 1_000_000).rounded())
+            return bigEndian(UInt64(bitPattern: micros))
+        default:
+            throw PostgresError(kind: .invalidInput, message: "binary COPY does not support \(bind.type); use text COPY")
+        }
+    }
+
+    static func bigEndian<Word: FixedWidthInteger>(_ word: Word) -> [UInt8] {
+        withUnsafeBytes(of: word.bigEndian) { Array($0) }
+    }
+
     /// One-dimensional `float4[]` without NULLs: header (ndim, has-null flag, element type,
     /// length, lower bound), then each element as a 4-byte length and its IEEE bits.
     static func float4Array(_ values: [Float]) -> [UInt8] {

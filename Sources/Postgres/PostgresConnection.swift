@@ -90,13 +90,14 @@ public final class PostgresConnection: Sendable {
         }
     }
 
-    /// Writes rows with `COPY table (columns) FROM STDIN` (text format); returns the row count.
+    /// Writes rows with `COPY table (columns) FROM STDIN`; returns the row count. Binary format
+    /// needs each bind's type to be exactly its column's type (e.g. `Int32` for `integer`).
     @discardableResult
-    public func copy(into table: String, columns: [String], rows: [[PostgresBind]]) async throws -> Int {
+    public func copy(into table: String, columns: [String], rows: [[PostgresBind]], format: PostgresCopyFormat = .text) async throws -> Int {
         try checkNotInsideOwnTransaction()
         return try await lock.withLock {
             try await ensureConnected()
-            return try await copyUnlocked(into: table, columns: columns, rows: rows)
+            return try await copyUnlocked(into: table, columns: columns, rows: rows, format: format)
         }
     }
 
@@ -126,15 +127,16 @@ public final class PostgresConnection: Sendable {
         }
     }
 
-    func copyUnlocked(into table: String, columns: [String], rows: [[PostgresBind]]) async throws -> Int {
+    func copyUnlocked(into table: String, columns: [String], rows: [[PostgresBind]], format: PostgresCopyFormat) async throws -> Int {
         let statement = "COPY \(PostgresTextFormat.quoteIdentifier(table)) ("
             + columns.map(PostgresTextFormat.quoteIdentifier).joined(separator: ", ") + ") FROM STDIN"
+            + (format == .binary ? " WITH (FORMAT binary)" : "")
         for (index, row) in rows.enumerated() where row.count != columns.count {
             throw PostgresError(kind: .invalidInput, message: "COPY row \(index) has \(row.count) values for \(columns.count) columns")
         }
         return try await onQueue { session in
             var iterator = rows.makeIterator()
-            return try session.copyIn(statement) { iterator.next() }
+            return try session.copyIn(statement, binary: format == .binary) { iterator.next() }
         }
     }
 
@@ -232,14 +234,21 @@ public struct PostgresTransaction: Sendable {
     }
 
     @discardableResult
-    public func copy(into table: String, columns: [String], rows: [[PostgresBind]]) async throws -> Int {
-        try await connection.copyUnlocked(into: table, columns: columns, rows: rows)
+    public func copy(into table: String, columns: [String], rows: [[PostgresBind]], format: PostgresCopyFormat = .text) async throws -> Int {
+        try await connection.copyUnlocked(into: table, columns: columns, rows: rows, format: format)
     }
 
     /// Trusted SQL text (e.g. a migration file): several statements, no parameters.
     func executeScript(_ sql: String) async throws {
         try await connection.executeScriptUnlocked(sql)
     }
+}
+
+public enum PostgresCopyFormat: Sendable {
+    /// Tab-separated text: any bind whose text the column's type accepts.
+    case text
+    /// PostgreSQL's binary COPY format: no text parsing on the server; bind types must match the columns exactly.
+    case binary
 }
 
 public enum PostgresIsolationLevel: Sendable {

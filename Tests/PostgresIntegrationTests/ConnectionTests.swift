@@ -108,6 +108,42 @@ struct ConnectionTests {
         }
     }
 
+    @Test("binary COPY round-trips every type it supports and rejects a mismatched one", arguments: [TestServer.plain])
+    func binaryCopy(server: TestServer) async throws {
+        try await onScratchDatabase(server, migrated: false) { _, connection in
+            try await connection.query("""
+                CREATE TABLE typed (t text, i8 bigint, i4 integer, i2 smallint, f4 real, f8 float8, b bool, raw bytea,
+                                    doc jsonb, at timestamptz, vec real[], missing text)
+                """)
+            let date = Date(timeIntervalSince1970: 1_700_000_000.25)
+            let row: [PostgresBind] = [
+                "tab\tnewline\n'quote' ünï".postgresBind, Int64.min.postgresBind, Int32(-42).postgresBind, Int16(7).postgresBind,
+                Float(0.1).postgresBind, Double.pi.postgresBind, true.postgresBind, PostgresBytes([0, 0xFF, 0x5C]).postgresBind,
+                PostgresJSON("{\"k\": [1, 2]}").postgresBind, date.postgresBind, [Float(1.5), -0.25].postgresBind, String?.none.postgresBind,
+            ]
+            let columns = ["t", "i8", "i4", "i2", "f4", "f8", "b", "raw", "doc", "at", "vec", "missing"]
+            #expect(try await connection.copy(into: "typed", columns: columns, rows: [row, row], format: .binary) == 2)
+            let stored = try #require(try await connection.query("SELECT * FROM typed").first)
+            #expect(try stored.decode(String.self, at: 0) == "tab\tnewline\n'quote' ünï")
+            #expect(try stored.decode(Int64.self, at: 1) == Int64.min)
+            #expect(try stored.decode(Int32.self, at: 2) == -42)
+            #expect(try stored.decode(Int.self, at: 3) == 7)
+            #expect(try stored.decode(Float.self, at: 4) == 0.1)
+            #expect(try stored.decode(Double.self, at: 5) == Double.pi)
+            #expect(try stored.decode(Bool.self, at: 6))
+            #expect(try stored.decode(PostgresBytes.self, at: 7).bytes == [0, 0xFF, 0x5C])
+            #expect(try stored.decode(String.self, at: 8) == "{\"k\": [1, 2]}")
+            #expect(try stored.decode(Date.self, at: 9) == date)
+            #expect(try stored.decode([Float].self, at: 10) == [1.5, -0.25])
+            #expect(try stored.decode(String?.self, at: 11) == nil)
+            // Binary input does not convert: a bigint value for an integer column is refused by the server.
+            await #expect(throws: PostgresError.self) {
+                try await connection.copy(into: "typed", columns: ["i4"], rows: [[Int64(1).postgresBind]], format: .binary)
+            }
+            #expect(try await connection.query("SELECT count(*) FROM typed").first!.decode(Int.self, at: 0) == 2)
+        }
+    }
+
     @Test("LISTEN/NOTIFY delivers notifications, including from triggers", arguments: TestServer.allCases)
     func listenNotify(server: TestServer) async throws {
         try await onScratchDatabase(server) { scratch, connection in
