@@ -20,7 +20,7 @@ public struct ClipdDatabase: Sendable {
     }
 
     /// Writes a batch in one transaction; re-writing the same batch is idempotent.
-    public func write(_ batch: WriteBatch, method: WriteMethod = .multiRowInsert) async throws {
+    public func write(_ batch: WriteBatch, method: WriteMethod = .copyThroughStaging) async throws {
         try await connection.withTransaction { transaction in
             switch method {
             case .multiRowInsert: try await writeWithInserts(batch, in: transaction)
