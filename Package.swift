@@ -10,6 +10,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
     ],
     targets: [
         // C shims: each is imported by exactly one Swift module.
@@ -17,21 +18,34 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
 
         // Numerics: dense Float32 tensors, forward and backward kernels.
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // Exact CLIP byte-level BPE tokenizer.
-        .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
+        // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
+        .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        // Synthetic captioned shape scenes for training demos and tests.
+        .target(name: "Synthetic"),
+        // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
+        .target(name: "Pipeline", dependencies: [
+            "CLIP", "Tensor", "Synthetic",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
         .target(name: "ZeroShot"),
         // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "clipd", dependencies: [
-            "Tensor", "CLIP", "CLIPTokenizer", "Postgres", "ZeroShot",
+        .target(name: "clipd", dependencies: [
+            "Pipeline",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "Postgres", "ZeroShot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -43,6 +57,10 @@ let package = Package(
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [

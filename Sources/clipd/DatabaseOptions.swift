@@ -48,9 +48,3 @@ func explainingMissingSchema(_ error: Error) -> Error {
     }
     return error
 }
-
-/// A failure while running a command (as opposed to bad usage): printed as one line, exit 1.
-struct CommandFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

@@ -86,8 +86,3 @@ struct LabelsCommand: AsyncParsableCommand {
         }
     }
 }
-
-private func jsonString(_ text: String) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: [text], options: [.withoutEscapingSlashes])
-    return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-}
