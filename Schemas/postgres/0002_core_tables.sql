@@ -137,6 +137,8 @@ CREATE TABLE labels (
     label_set  text NOT NULL REFERENCES label_sets (name) ON DELETE CASCADE ON UPDATE CASCADE,
     label      text NOT NULL CHECK (label <> ''),
     position   integer NOT NULL,
+    -- Minimum probability for this label's tag to be written (NULL: always written).
+    threshold  real CHECK (threshold >= 0 AND threshold <= 1),
     PRIMARY KEY (label_set, label)
 );
 

@@ -21,6 +21,9 @@ public struct ClipdDatabase: Sendable {
 
     /// Writes a batch in one transaction; re-writing the same batch is idempotent.
     public func write(_ batch: WriteBatch, method: WriteMethod = .copyThroughStaging) async throws {
+        // A record repeated within one batch (the same id republished) would make one upsert touch
+        // a row twice, which PostgreSQL rejects: the last occurrence wins.
+        let batch = batch.keepingLastOccurrences()
         try await connection.withTransaction { transaction in
             switch method {
             case .multiRowInsert: try await writeWithInserts(batch, in: transaction)
@@ -271,16 +274,21 @@ public struct ClipdDatabase: Sendable {
         public var name: String
         public var templates: [String]
         public var labels: [String]
+        /// Per label (same order): minimum probability for its tag to be written, if set.
+        public var thresholds: [Float?]
         public var version: Int
     }
 
     public func labelSet(named name: String) async throws -> LabelSet? {
         guard let row = try await connection.query("""
-            SELECT s.templates, s.version, coalesce((SELECT array_agg(l.label ORDER BY l.position) FROM labels l WHERE l.label_set = s.name), '{}')
+            SELECT s.templates, s.version,
+                   coalesce((SELECT array_agg(l.label ORDER BY l.position) FROM labels l WHERE l.label_set = s.name), '{}'),
+                   coalesce((SELECT array_agg(coalesce(l.threshold::text, '') ORDER BY l.position) FROM labels l WHERE l.label_set = s.name), '{}')
               FROM label_sets s WHERE s.name = \(name)
             """).first else { return nil }
+        let thresholds = try row.decode([String].self, at: 3).map { $0.isEmpty ? nil : Float($0) }
         return LabelSet(name: name, templates: try row.decode([String].self, at: 0), labels: try row.decode([String].self, at: 2),
-                        version: try row.decode(Int.self, at: 1))
+                        thresholds: thresholds, version: try row.decode(Int.self, at: 1))
     }
 }
 
@@ -404,6 +412,22 @@ public struct ConsumerOffset: Sendable, Equatable {
 }
 
 public struct WriteBatch: Sendable {
+    func keepingLastOccurrences() -> WriteBatch {
+        func lastOccurrences<Row, Key: Hashable>(_ rows: [Row], key: (Row) -> Key) -> [Row] {
+            var lastIndex: [Key: Int] = [:]
+            for (index, row) in rows.enumerated() { lastIndex[key(row)] = index }
+            guard lastIndex.count < rows.count else { return rows }
+            return rows.enumerated().filter { lastIndex[key($0.element)] == $0.offset }.map(\.element)
+        }
+        struct EmbeddingKey: Hashable { var record: String; var model: Int64 }
+        struct TagKey: Hashable { var record: String; var model: Int64; var labelSet: String; var label: String }
+        return WriteBatch(
+            records: lastOccurrences(records) { $0.id },
+            embeddings: lastOccurrences(embeddings) { EmbeddingKey(record: $0.recordID, model: $0.modelVersionID) },
+            tags: lastOccurrences(tags) { TagKey(record: $0.recordID, model: $0.modelVersionID, labelSet: $0.labelSet, label: $0.label) },
+            failures: failures, offsets: offsets)
+    }
+
     public var records: [StoredRecord]
     public var embeddings: [StoredEmbedding]
     public var tags: [StoredTag]

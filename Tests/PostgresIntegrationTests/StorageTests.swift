@@ -84,6 +84,26 @@ struct StorageTests {
         }
     }
 
+    @Test("a record repeated within a batch is stored once, as its last occurrence", arguments: [TestServer.plain], ClipdDatabase.WriteMethod.allCases)
+    func repeatedRecordInBatch(server: TestServer, method: ClipdDatabase.WriteMethod) async throws {
+        try await onScratchDatabase(server) { _, connection in
+            let database = ClipdDatabase(connection: connection)
+            let model = try await database.registerModelVersion(name: "dup", architecture: "ViT-B/32", embeddingDimension: Self.dimension)
+            var batch = Self.batch(modelVersionID: model, count: 2, prefix: "dup")
+            let second = Self.batch(modelVersionID: model, count: 1, prefix: "dup")
+            batch.records.append(StoredRecord(id: "dup-0", imageURL: "https://example.com/replaced.jpg", caption: "replaced"))
+            batch.embeddings.append(StoredEmbedding(recordID: "dup-0", modelVersionID: model, image: Self.vector(9)))
+            batch.tags += second.tags.map { StoredTag(recordID: $0.recordID, modelVersionID: $0.modelVersionID, labelSet: $0.labelSet,
+                                                      label: $0.label, score: 0.5, rank: $0.rank) }
+            try await database.write(batch, method: method)
+            let row = try #require(try await connection.query("SELECT image_url, caption FROM records WHERE id = 'dup-0'").first)
+            #expect(try row.decode(String.self, at: 0) == "https://example.com/replaced.jpg")
+            #expect(try await database.embedding(recordID: "dup-0", modelVersionID: model)?.image == Self.vector(9))
+            let scores = try await connection.query("SELECT score FROM tags WHERE record_id = 'dup-0'").map { try $0.decode(Float.self, at: 0) }
+            #expect(scores == [0.5, 0.5, 0.5])
+        }
+    }
+
     @Test("nearest-neighbour search returns the closest embeddings", arguments: TestServer.allCases)
     func nearestNeighbours(server: TestServer) async throws {
         try await onScratchDatabase(server) { _, connection in
@@ -189,17 +209,20 @@ struct StorageTests {
             try await database.putLabelSet(name: "animals", templates: ["a photo of a {}.", "a drawing of a {}."], labels: ["dog", "bird", "cat"])
             var stored = try #require(try await database.labelSet(named: "animals"))
             #expect(stored.labels == ["dog", "bird", "cat"])
+            #expect(stored.thresholds == [nil, nil, nil])
             #expect(stored.templates.count == 2)
             let versionAfterPut = stored.version
 
             try await connection.query("INSERT INTO labels (label_set, label, position) VALUES ('animals', 'fish', 4)")
+            try await connection.query("UPDATE labels SET threshold = 0.25 WHERE label = 'bird'")  // its own transaction: one more bump
             stored = try #require(try await database.labelSet(named: "animals"))
             #expect(stored.labels == ["dog", "bird", "cat", "fish"])
-            #expect(stored.version == versionAfterPut + 1)
+            #expect(stored.thresholds == [nil, 0.25, nil, nil])
+            #expect(stored.version == versionAfterPut + 2)
 
             let collector = NotificationCollector(listener)
-            let payloads = try await collector.waitFor(count: 3, seconds: 10).map(\.payload)
-            #expect(payloads == ["animals", "animals", "animals"])  // one per transaction
+            let payloads = try await collector.waitFor(count: 4, seconds: 10).map(\.payload)
+            #expect(payloads == ["animals", "animals", "animals", "animals"])  // one per transaction
 
             await #expect(throws: PostgresError.self) {
                 try await connection.query("INSERT INTO label_sets (name, templates) VALUES ('bad', ARRAY['no placeholder'])")
