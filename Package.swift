@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

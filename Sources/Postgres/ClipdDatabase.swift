@@ -387,9 +387,12 @@ public struct FailedRecord: Sendable, Equatable {
         self.rawPayload = rawPayload
     }
 
+    /// A dead letter must always be storable: NUL (which PostgreSQL text cannot hold) in the
+    /// descriptive fields becomes U+FFFD; the exact bytes are kept in `raw_payload`.
     var bindRow: [PostgresBind] {
-        [recordID.postgresBind, sourceTopic.postgresBind, sourcePartition.postgresBind, sourceOffset.postgresBind,
-         errorClass.postgresBind, errorMessage.postgresBind, rawPayload.map(PostgresBytes.init).postgresBind]
+        func storable(_ text: String?) -> String? { text.map { $0.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") } }
+        return [storable(recordID).postgresBind, storable(sourceTopic).postgresBind, sourcePartition.postgresBind, sourceOffset.postgresBind,
+                storable(errorClass)!.postgresBind, storable(errorMessage)!.postgresBind, rawPayload.map(PostgresBytes.init).postgresBind]
     }
 }
 

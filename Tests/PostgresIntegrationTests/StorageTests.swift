@@ -195,6 +195,14 @@ struct StorageTests {
             }
             let count = try await connection.query("SELECT count(*) FROM records").first!.decode(Int.self, at: 0)
             #expect(count == 0)
+            // A dead letter is always stored: NUL in its message is replaced, the payload kept exactly.
+            try await database.write(WriteBatch(failures: [FailedRecord(recordID: "id\u{0}", sourceTopic: "images", sourcePartition: 0, sourceOffset: 5,
+                                                                        errorClass: "invalid_record", errorMessage: "caption contains \u{0}",
+                                                                        rawPayload: [0x61, 0x00, 0x62])]))
+            let dead = try #require(try await connection.query("SELECT record_id, error_message, raw_payload FROM failed_records").first)
+            #expect(try dead.decode(String.self, at: 0) == "id\u{FFFD}")
+            #expect(try dead.decode(String.self, at: 1) == "caption contains \u{FFFD}")
+            #expect(try dead.decode(PostgresBytes.self, at: 2).bytes == [0x61, 0x00, 0x62])
         }
     }
 
