@@ -13,7 +13,10 @@ final class LibPQSession: @unchecked Sendable {
         self.noticeHandler = noticeHandler
     }
 
-    deinit { close() }
+    deinit { finish() }
+
+    /// True after `close()` until the next successful connect: a later reconnect is expected, not a failure.
+    private(set) var isClosedByOwner = false
 
     var isConnected: Bool {
         guard let connection else { return false }
@@ -29,7 +32,7 @@ final class LibPQSession: @unchecked Sendable {
     /// Connects with `url` (a `postgres://` URI or a `key=value` string); values in the URL win
     /// over the defaults given here.
     func connect(url: String, applicationName: String, connectTimeoutSeconds: Int) throws {
-        close()
+        finish()
         let keywords = ["connect_timeout", "application_name", "client_encoding", "dbname"]
         let values = [String(connectTimeoutSeconds), applicationName, "UTF8", url]
         let conn = withCStringArray(keywords) { keywordPointers in
@@ -46,6 +49,7 @@ final class LibPQSession: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: message.isEmpty ? "connection failed" : message)
         }
         connection = conn
+        isClosedByOwner = false
         PQsetNoticeReceiver(conn, { context, result in
             guard let context, let result else { return }
             let session = Unmanaged<LibPQSession>.fromOpaque(context).takeUnretainedValue()
@@ -56,6 +60,11 @@ final class LibPQSession: @unchecked Sendable {
     }
 
     func close() {
+        finish()
+        isClosedByOwner = true
+    }
+
+    private func finish() {
         if let connection { PQfinish(connection) }
         connection = nil
     }

@@ -157,9 +157,13 @@ public final class PostgresConnection: Sendable {
     }
 
     private func ensureConnected() async throws {
-        let connected = await onQueue { session in session.isConnected }
+        let (connected, closedByOwner) = await onQueue { session in (session.isConnected, session.isClosedByOwner) }
         if !connected {
-            logger.warning("PostgreSQL connection lost; reconnecting", metadata: ["url": "\(configuration.redactedURL)"])
+            if !closedByOwner {
+                logger.warning("PostgreSQL connection lost; reconnecting", metadata: ["url": "\(configuration.redactedURL)"])
+            } else {
+                logger.info("reopening the PostgreSQL connection after close()", metadata: ["url": "\(configuration.redactedURL)"])
+            }
             try await establish(reason: "reconnecting")
         }
     }
