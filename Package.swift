@@ -61,6 +61,8 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
+        // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
+        .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [

@@ -10,9 +10,18 @@ public enum Activation: String, Sendable, Codable {
     public func forward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, count: Int) {
         switch self {
         case .quickGELU:
-            for i in 0..<count {
+            // Vectorised: the MLP activation is the largest elementwise cost of a forward pass.
+            var i = 0
+            while i + 16 <= count {
+                let x = UnsafeRawPointer(inp + i).loadUnaligned(as: SIMD16<Float>.self)
+                let y = x / (1 + vectorExp(-1.702 * x))
+                UnsafeMutableRawPointer(out + i).storeBytes(of: y, as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < count {
                 let x = inp[i]
                 out[i] = x / (1 + expf(-1.702 * x))
+                i += 1
             }
         case .gelu:
             for i in 0..<count {
@@ -41,4 +50,24 @@ public enum Activation: String, Sendable, Codable {
             }
         }
     }
+}
+
+/// e^x for 16 lanes (Cephes' single-precision polynomial after range reduction; within 2 ulp
+/// of expf over the whole range, saturating like expf beyond it).
+@inline(__always)
+public func vectorExp(_ input: SIMD16<Float>) -> SIMD16<Float> {
+    let x = input.clamped(lowerBound: SIMD16(repeating: -87.3), upperBound: SIMD16(repeating: 88.3))
+    let n = (x * 1.44269504088896341).rounded(.toNearestOrEven)
+    var r = x - n * 0.693359375
+    r = r - n * -2.12194440e-4
+    let r2 = r * r
+    var p = SIMD16<Float>(repeating: 1.9875691500e-4)
+    p = p * r + 1.3981999507e-3
+    p = p * r + 8.3334519073e-3
+    p = p * r + 4.1665795894e-2
+    p = p * r + 1.6666665459e-1
+    p = p * r + 5.0000001201e-1
+    p = p * r2 + r + 1
+    let bits = (SIMD16<Int32>(n, rounding: .toNearestOrEven) &+ 127) &<< 23
+    return p * unsafeBitCast(bits, to: SIMD16<Float>.self)
 }

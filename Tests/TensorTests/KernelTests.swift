@@ -217,3 +217,22 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(x[6..<9].reduce(0, +), 1, accuracy: 1e-6)
     }
 }
+
+final class VectorExpTests: XCTestCase {
+    func testVectorExpIsWithinTwoUlpOfExpf() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let lanes = SIMD16<Float>((0..<16).map { x + Float($0) * 0.0007 })
+            let got = vectorExp(lanes)
+            for l in 0..<16 {
+                let want = expf(lanes[l])
+                worst = max(worst, abs(got[l] - want) / want.ulp)
+            }
+            x += 0.0113
+        }
+        XCTAssertLessThanOrEqual(worst, 2.5)
+        XCTAssertEqual(vectorExp(SIMD16(repeating: -200))[0], 0, accuracy: 1e-37)
+        XCTAssertTrue(vectorExp(SIMD16(repeating: 0))[3] == 1)
+    }
+}
