@@ -41,12 +41,23 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
+        // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
+        .target(name: "ZeroShot"),
+        // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
+        .target(name: "Postgres", dependencies: [
+            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+
+        // Benchmarks/pg_writes.sh: COPY versus multi-row INSERT for the daemon's write batches.
+        .executableTarget(name: "PostgresWritesBench", dependencies: [
+            "Postgres", .product(name: "Logging", package: "swift-log"),
+        ], path: "Benchmarks/PostgresWrites"),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
@@ -57,5 +68,10 @@ let package = Package(
         // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
         .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
+        .testTarget(name: "PostgresIntegrationTests", dependencies: [
+            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

@@ -13,6 +13,8 @@ struct ClipdCommand: AsyncParsableCommand {
             TokenizeCommand.self,
             FetchCommand.self,
             PreprocessCommand.self,
+            MigrateCommand.self,
+            LabelsCommand.self,
         ]
     )
 }
