@@ -9,6 +9,7 @@ struct ClipdCommand: AsyncParsableCommand {
             EmbedCommand.self,
             BenchCommand.self,
             BLASCheckCommand.self,
+            ClassifyCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,
             FetchCommand.self,

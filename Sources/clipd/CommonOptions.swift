@@ -3,6 +3,7 @@ import CLIP
 import Foundation
 import Logging
 import Tensor
+import Fetch
 
 /// A failure of a command, printed by ArgumentParser as one line.
 struct CommandFailure: Error, CustomStringConvertible {
@@ -84,4 +85,23 @@ func commandLineOrder(of options: [String], arguments: [String] = CommandLine.ar
         i += 1
     }
     return out
+}
+
+/// How commands read images named on the command line.
+struct ImageInputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Allow image URLs that resolve to loopback or private addresses.")
+    var allowPrivateNetworks = false
+
+    @Flag(name: .customLong("no-exif"), help: "Ignore EXIF orientation (reproduces open_clip exactly).")
+    var ignoreExif = false
+
+    @Option(name: .long, help: "Fetch timeout in seconds for image URLs.")
+    var fetchTimeout: Double = 15
+
+    func loader(model: CLIPConfig) -> ImageLoader {
+        var fetch = FetchConfiguration()
+        fetch.allowPrivateNetworks = allowPrivateNetworks
+        fetch.totalTimeout = .milliseconds(Int(fetchTimeout * 1000))
+        return ImageLoader(model: model, fetch: fetch, workers: 2, applyExif: !ignoreExif, allowPlainPaths: true)
+    }
 }

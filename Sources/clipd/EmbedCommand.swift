@@ -2,6 +2,7 @@ import ArgumentParser
 import CLIP
 import CLIPTokenizer
 import Foundation
+import Pipeline
 import Tensor
 
 struct EmbedCommand: AsyncParsableCommand {
@@ -15,6 +16,11 @@ struct EmbedCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Preprocessed image: raw little-endian float32 [3,S,S] (what `clipd preprocess` writes). Repeatable.")
     var pixels: [String] = []
 
+    @Option(name: .long, help: "Image file or URL (http, https, file): decoded and preprocessed exactly as CLIP does. Repeatable.")
+    var image: [String] = []
+
+    @OptionGroup var imageOptions: ImageInputOptions
+
     @Option(name: .long, help: "Token ids as a JSON array ([49406, …, 49407, 0, …]). Repeatable.")
     var tokens: [String] = []
 
@@ -25,8 +31,8 @@ struct EmbedCommand: AsyncParsableCommand {
     var textsFile: [String] = []
 
     func validate() throws {
-        if pixels.isEmpty && tokens.isEmpty && text.isEmpty && textsFile.isEmpty {
-            throw ValidationError("give at least one input (--pixels, --tokens, --text or --texts-file)")
+        if pixels.isEmpty && image.isEmpty && tokens.isEmpty && text.isEmpty && textsFile.isEmpty {
+            throw ValidationError("give at least one input (--image, --pixels, --tokens, --text or --texts-file)")
         }
     }
 
@@ -50,9 +56,10 @@ struct EmbedCommand: AsyncParsableCommand {
         let cfg = model.config
         // Read and check every input before computing anything.
         var images: [[Float]] = []
-        for path in pixels { images.append(try Self.readPixels(path, imageSize: cfg.imageSize)) }
+        var imageLabels: [String] = []
+        let loader = image.isEmpty ? nil : imageOptions.loader(model: cfg)
         // Text inputs in command-line order; a texts file expands in place.
-        let order = commandLineOrder(of: ["--pixels", "--tokens", "--text", "--texts-file"])
+        let order = commandLineOrder(of: ["--pixels", "--image", "--tokens", "--text", "--texts-file"])
         let tokenizer = text.isEmpty && textsFile.isEmpty ? nil : try CLIPTokenizer()
         var textInputs: [(label: String, ids: [Int32])] = []
         var outputs: [(kind: String, index: Int)] = []
@@ -60,6 +67,14 @@ struct EmbedCommand: AsyncParsableCommand {
         for (option, value) in order {
             switch option {
             case "--pixels":
+                images.append(try Self.readPixels(value, imageSize: cfg.imageSize))
+                imageLabels.append(value)
+                outputs.append(("image", nextImage)); nextImage += 1
+            case "--image":
+                do { images.append(try await loader!.load(value)) } catch let f as PipelineFailure {
+                    throw CommandFailure("\(value): \(f.errorClass): \(f.message)")
+                }
+                imageLabels.append(value)
                 outputs.append(("image", nextImage)); nextImage += 1
             case "--tokens":
                 outputs.append(("text", textInputs.count))
@@ -83,7 +98,7 @@ struct EmbedCommand: AsyncParsableCommand {
 
         for (kind, index) in outputs {
             if kind == "image" {
-                printLine("{\"kind\":\"image\",\"input\":\(jsonString(pixels[index])),\"embedding\":\(jsonNumbers(imageFeatures.row(index)))}")
+                printLine("{\"kind\":\"image\",\"input\":\(jsonString(imageLabels[index])),\"embedding\":\(jsonNumbers(imageFeatures.row(index)))}")
             } else {
                 printLine("{\"kind\":\"text\",\"input\":\(jsonString(textInputs[index].label)),\"embedding\":\(jsonNumbers(textFeatures.row(index)))}")
             }
