@@ -10,6 +10,8 @@ struct ClipdCommand: AsyncParsableCommand {
             BenchCommand.self,
             BLASCheckCommand.self,
             ClassifyCommand.self,
+            ModelCommand.self,
+            SearchCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,
             FetchCommand.self,

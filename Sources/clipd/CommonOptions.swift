@@ -105,3 +105,24 @@ struct ImageInputOptions: ParsableArguments {
         return ImageLoader(model: model, fetch: fetch, workers: 2, applyExif: !ignoreExif, allowPlainPaths: true)
     }
 }
+
+import CLIPTokenizer
+
+/// One tokenizer per process (the vocabulary takes a moment to load).
+enum CLIPTokenizerLoader {
+    nonisolated(unsafe) private static var cached: CLIPTokenizer?
+    private static let lock = NSLock()
+
+    static func shared() throws -> CLIPTokenizer {
+        try lock.withLock {
+            if let cached { return cached }
+            do {
+                let t = try CLIPTokenizer()
+                cached = t
+                return t
+            } catch {
+                throw CommandFailure("cannot load the tokenizer vocabulary: \(error)")
+            }
+        }
+    }
+}
