@@ -14,6 +14,8 @@ public struct ImageIOError: Error, Sendable, Equatable, CustomStringConvertible 
         case unsupportedFormat = "unsupported_format"
         /// Zero bytes.
         case empty
+        /// Encoding pixels as an image failed (invalid size or an encoder error).
+        case encodingFailed = "encoding_failed"
     }
 
     public let errorClass: Class

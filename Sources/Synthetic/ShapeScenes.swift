@@ -2,7 +2,7 @@
 /// background, with captions such as "a small red circle on the left". Some colour–shape
 /// combinations are held out of training, so zero-shot accuracy on them measures whether a
 /// model learned colour and shape as separate concepts.
-public struct ShapeScene: Sendable, Equatable {
+public struct ShapeScene: Sendable, Hashable {
     public enum Shape: String, CaseIterable, Sendable { case circle, square, triangle, cross }
     public enum Colour: String, CaseIterable, Sendable { case red, green, blue, yellow, purple, orange }
     public enum Size: String, CaseIterable, Sendable { case small, large }
@@ -13,16 +13,26 @@ public struct ShapeScene: Sendable, Equatable {
     public let size: Size
     public let position: Position
 
+    public init(shape: Shape, colour: Colour, size: Size, position: Position) {
+        self.shape = shape
+        self.colour = colour
+        self.size = size
+        self.position = position
+    }
+
     public var caption: String {
-        let place: String
+        "a \(size.rawValue) \(colour.rawValue) \(shape.rawValue) \(placePhrase)"
+    }
+
+    /// Where the shape is, as the captions say it ("on the left").
+    public var placePhrase: String {
         switch position {
-        case .left: place = "on the left"
-        case .right: place = "on the right"
-        case .top: place = "at the top"
-        case .bottom: place = "at the bottom"
-        case .center: place = "in the center"
+        case .left: "on the left"
+        case .right: "on the right"
+        case .top: "at the top"
+        case .bottom: "at the bottom"
+        case .center: "in the center"
         }
-        return "a \(size.rawValue) \(colour.rawValue) \(shape.rawValue) \(place)"
     }
 
     public static let rgb: [Colour: (UInt8, UInt8, UInt8)] = [
@@ -46,21 +56,40 @@ public struct ShapeScene: Sendable, Equatable {
         return out
     }
 
+    /// Shorter descriptions of the same scene, each leaving out some attributes: training on
+    /// them teaches the text tower each word on its own ("a circle", "a red shape"), which is
+    /// what zero-shot prompts for one attribute ask about.
+    public var partialCaptions: [String] {
+        let place = placePhrase
+        let (size, colour, shape) = (self.size.rawValue, self.colour.rawValue, self.shape.rawValue)
+        return [
+            "a \(colour) \(shape)",
+            "a \(size) \(colour) \(shape)",
+            "a \(colour) \(shape) \(place)",
+            "a \(shape)",
+            "a \(size) \(shape)",
+            "a \(shape) \(place)",
+            "a \(colour) shape",
+            "a \(size) \(colour) shape",
+            "a \(colour) shape \(place)",
+        ]
+    }
+
     /// Renders the scene as RGB bytes [side, side, 3], with a small deterministic jitter of
-    /// position, size and background from `variant`.
+    /// position, size, background tint and pixel noise from `variant`. Edges are
+    /// anti-aliased (4x4 samples per pixel) so that shapes keep their outline when resized.
     public func render(side: Int, variant: UInt64 = 0) -> [UInt8] {
         var rng = variant &* 0x9E37_79B9_7F4A_7C15 &+ 0x2545_F491_4F6C_DD1D
-        func jitter(_ range: Double) -> Double {
+        func next() -> UInt64 {
             rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
-            return (Double(rng % 10_000) / 10_000 - 0.5) * 2 * range
+            return rng
+        }
+        func jitter(_ range: Double) -> Double {
+            (Double(next() % 10_000) / 10_000 - 0.5) * 2 * range
         }
         let s = Double(side)
-        let bgBase = 235.0 + jitter(15)
-        var pixels = [UInt8](repeating: 0, count: side * side * 3)
-        for i in 0..<(side * side) {
-            let v = UInt8(max(0, min(255, bgBase)))
-            pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v
-        }
+        let background = (235.0 + jitter(15), 235.0 + jitter(8), 235.0 + jitter(8))
+        let noise = 3.0 + abs(jitter(5))
         let radius = (size == .small ? 0.13 : 0.24) * s * (1 + jitter(0.1))
         var (cx, cy) = (0.5 * s, 0.5 * s)
         switch position {
@@ -72,23 +101,42 @@ public struct ShapeScene: Sendable, Equatable {
         }
         cx += jitter(0.04 * s); cy += jitter(0.04 * s)
         let (r, g, b) = Self.rgb[colour]!
+        let shade = 1 + jitter(0.08)
+        let fill = (Double(r) * shade, Double(g) * shade, Double(b) * shade)
+        func inside(_ dx: Double, _ dy: Double) -> Bool {
+            switch shape {
+            case .circle: return dx * dx + dy * dy <= radius * radius
+            case .square: return abs(dx) <= radius * 0.85 && abs(dy) <= radius * 0.85
+            case .triangle:
+                // Upward triangle: apex at top, base at bottom.
+                let t = (dy + radius) / (2 * radius)
+                return dy >= -radius && dy <= radius && abs(dx) <= t * radius
+            case .cross: return (abs(dx) <= radius * 0.3 && abs(dy) <= radius) || (abs(dy) <= radius * 0.3 && abs(dx) <= radius)
+            }
+        }
+        let samples = 4
+        var pixels = [UInt8](repeating: 0, count: side * side * 3)
         for y in 0..<side {
             for x in 0..<side {
-                let dx = Double(x) + 0.5 - cx, dy = Double(y) + 0.5 - cy
-                let inside: Bool
-                switch shape {
-                case .circle: inside = dx * dx + dy * dy <= radius * radius
-                case .square: inside = abs(dx) <= radius * 0.85 && abs(dy) <= radius * 0.85
-                case .triangle:
-                    // Upward triangle: apex at top, base at bottom.
-                    let t = (dy + radius) / (2 * radius)
-                    inside = dy >= -radius && dy <= radius && abs(dx) <= t * radius
-                case .cross: inside = (abs(dx) <= radius * 0.3 && abs(dy) <= radius) || (abs(dy) <= radius * 0.3 && abs(dx) <= radius)
+                var coverage = 0.0
+                let dx0 = Double(x) - cx, dy0 = Double(y) - cy
+                if abs(dx0) <= radius + 1.5, abs(dy0) <= radius + 1.5 {
+                    var hits = 0
+                    for sy in 0..<samples {
+                        for sx in 0..<samples where inside(dx0 + (Double(sx) + 0.5) / Double(samples), dy0 + (Double(sy) + 0.5) / Double(samples)) {
+                            hits += 1
+                        }
+                    }
+                    coverage = Double(hits) / Double(samples * samples)
                 }
-                if inside {
-                    let i = 3 * (y * side + x)
-                    pixels[i] = r; pixels[i + 1] = g; pixels[i + 2] = b
+                let grain = jitter(noise)
+                let i = 3 * (y * side + x)
+                func mix(_ paper: Double, _ ink: Double) -> UInt8 {
+                    UInt8(max(0, min(255, (paper + grain) * (1 - coverage) + ink * coverage + 0.5)))
                 }
+                pixels[i] = mix(background.0, fill.0)
+                pixels[i + 1] = mix(background.1, fill.1)
+                pixels[i + 2] = mix(background.2, fill.2)
             }
         }
         return pixels

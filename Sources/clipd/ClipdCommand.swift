@@ -18,6 +18,7 @@ struct ClipdCommand: AsyncParsableCommand {
             PreprocessCommand.self,
             MigrateCommand.self,
             LabelsCommand.self,
+            SynthCommand.self,
         ]
     )
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import Foundation
+import ImageIO
 import Pipeline
 import Synthetic
 import Tensor
@@ -8,46 +9,123 @@ import Tensor
 struct TrainShapesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train-shapes",
-        abstract: "Train a small CLIP from scratch on synthetic shape scenes; reports held-out zero-shot accuracy."
+        abstract: "Train a small CLIP from scratch on synthetic shape scenes; reports held-out zero-shot accuracy.",
+        discussion: """
+        Images are rendered, JPEG-encoded and preprocessed exactly as the daemon reads them; captions \
+        go through the CLIP tokenizer. With --output, writes the model (fp16 safetensors), reloads it \
+        to check the fp16 rounding, and writes the run record as training.json beside it.
+        """
     )
 
-    @Option var steps = 600
-    @Option var batch = 48
-    @Option var lr: Float = 2e-3
-    @Option var output: String?
+    @Option(help: "Training steps.") var steps = 600
+    @Option(help: "Pairs per step (captions within a batch are distinct).") var batch = 48
+    @Option(help: "Peak learning rate (cosine schedule after warmup).") var lr: Float = 2e-3
+    @Option(help: "Warmup steps.") var warmup = 60
+    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.") var weightDecay: Float = 0.05
+    @Option(help: "Rendered images per training scene.") var variants = 6
+    @Option(name: .customLong("partial-captions"), help: "Share of pairs with a partial caption (0...1).") var partialCaptions: Float = 0.5
+    @Option(name: .customLong("shape-siblings"), help: "Share of batch picks that bring the scenes differing only in shape (0...1).") var shapeSiblings: Float = 0.5
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the held-out scenes every N steps.") var evalEvery = 50
+    @Option(help: "Seed of the data order and rendering.") var seed: UInt64 = 1
+    @Option(name: .customLong("init-seed"), help: "Seed of the random initial weights.") var initSeed: UInt64 = 7
+    @Option(name: .customLong("jpeg-quality"), help: "JPEG quality of the rendered images.") var jpegQuality = 90
+    @Option(help: "Write the trained model here (fp16 safetensors) and training.json beside it.") var output: String?
+    @Option(help: "BLAS threads (default: all cores).") var threads: Int?
+
+    func validate() throws {
+        guard steps > 0, batch > 1, variants > 0, evalEvery > 0 else { throw ValidationError("--steps, --variants and --eval-every must be positive and --batch at least 2") }
+        guard lr > 0, weightDecay >= 0 else { throw ValidationError("--lr must be positive and --weight-decay non-negative") }
+        guard (0...1).contains(partialCaptions), (0...1).contains(shapeSiblings) else { throw ValidationError("--partial-captions and --shape-siblings must be within 0...1") }
+        guard (1...100).contains(jpegQuality) else { throw ValidationError("--jpeg-quality must be within 1...100") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
 
     func run() async throws {
         let logger = makeLogger("clipd.train-shapes")
-        configureThreads(nil, logger: logger)
-        let cfg = ShapeTraining.demoConfig
-        let model = CLIPModel.random(config: cfg, seed: 7)
+        configureThreads(threads, logger: logger)
+        let config = ShapeTraining.demoConfig
+        let model = CLIPModel.random(config: config, seed: initSeed)
         var options = ShapeTraining.Options()
         options.steps = steps
         options.batch = batch
         options.learningRate = lr
-        // Stand-ins while the tokenizer and image modules land.
-        func tokenize(_ s: String) -> [Int32] {
-            var ids: [Int32] = [49406]
-            for w in s.split(separator: " ") { ids.append(Int32(abs(w.hashValue) % 40000) + 300) }
-            ids.append(49407)
-            return ids + [Int32](repeating: 0, count: 77 - ids.count)
-        }
-        func preprocess(_ rgb: [UInt8], _ side: Int) -> [Float] {
-            let s = side / 2
-            var out = [Float](repeating: 0, count: 3 * s * s)
-            for c in 0..<3 { for y in 0..<s { for x in 0..<s {
-                var acc = 0
-                for dy in 0..<2 { for dx in 0..<2 { acc += Int(rgb[3 * ((2 * y + dy) * side + 2 * x + dx) + c]) } }
-                out[c * s * s + y * s + x] = (Float(acc) / 4 / 255 - cfg.imageMean[c]) / cfg.imageStd[c]
-            } } }
-            return out
-        }
+        options.warmup = warmup
+        options.weightDecay = weightDecay
+        options.variantsPerScene = variants
+        options.partialCaptionRate = partialCaptions
+        options.shapeSiblingRate = shapeSiblings
+        options.evalEvery = evalEvery
+        options.seed = seed
+
+        let tokenizer = try CLIPTokenizerLoader.shared()
+        let contextLength = config.contextLength
+        let tokenize = { (text: String) throws -> [Int32] in tokenizer.tokenize(text, contextLength: contextLength).ids.map(Int32.init) }
+        let preprocess = ShapeImages(config: config, quality: jpegQuality).preprocess
+
+        var lossCurve: [[Double]] = []
+        var evaluations: [[String: Any]] = []
         let start = Date()
         let final = try ShapeTraining.train(model: model, options: options, preprocess: preprocess, tokenize: tokenize) { step, loss, eval in
+            if loss.isFinite { lossCurve.append([Double(step + 1), Double(loss)]) }
             if let eval {
-                print("step \(step + 1) loss \(loss) colour \(eval.colourAccuracy) shape \(eval.shapeAccuracy) t=\(Int(Date().timeIntervalSince(start)))s")
+                let seconds = Date().timeIntervalSince(start)
+                evaluations.append(["step": step + 1, "colour_accuracy": eval.colourAccuracy, "shape_accuracy": eval.shapeAccuracy,
+                                    "images": eval.images, "seconds": (seconds * 10).rounded() / 10])
+                printLine("step \(step + 1) loss \(loss.isFinite ? String(format: "%.4f", loss) : "-") held-out colour \(eval.colourAccuracy) shape \(eval.shapeAccuracy) (\(eval.images) images) t=\(Int(seconds))s")
             }
         }
-        print("final colour \(final.colourAccuracy) shape \(final.shapeAccuracy)")
+        let seconds = Date().timeIntervalSince(start)
+        printLine("final held-out colour \(final.colourAccuracy) shape \(final.shapeAccuracy) in \(Int(seconds))s")
+
+        guard let output else { return }
+        let url = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let date = ISO8601DateFormatter().string(from: Date())
+        try CheckpointWriter.write(model, to: url, metadata: ["clipd.lineage": "trained from scratch by clipd finetune train-shapes (seed \(seed), init seed \(initSeed), \(steps) steps) on \(date)"],
+                                   halfPrecision: true)
+        // The fp16 file is what ships: evaluate the reloaded weights, not the float32 ones.
+        let reloaded = CLIPModel(checkpoint: try CheckpointLoader.load(path: url.path))
+        let heldOut = ShapeTraining.heldOutScenes(variants: options.heldOutVariants)
+        var pixels: [Float] = []
+        for (scene, variant) in heldOut { pixels += try preprocess(scene.render(side: 2 * config.imageSize, variant: variant), 2 * config.imageSize) }
+        let shipped = try ShapeTraining.evaluate(model: reloaded, scenes: heldOut.map(\.scene), pixels: pixels, tokenize: tokenize)
+        let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        printLine("fp16 model \(url.path) (\(size) bytes): held-out colour \(shipped.colourAccuracy) shape \(shipped.shapeAccuracy)")
+
+        let record: [String: Any] = [
+            "model": url.lastPathComponent,
+            "date": date,
+            "command": CommandLine.arguments.dropFirst().joined(separator: " "),
+            "config": try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)),
+            "options": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
+            "init_seed": initSeed,
+            "jpeg_quality": jpegQuality,
+            "zero_shot_templates": ["colour": ShapeTraining.colourTemplates, "shape": ShapeTraining.shapeTemplates],
+            "held_out_combinations": Set(ShapeScene.all.filter(\.isHeldOut).map { "\($0.colour.rawValue) \($0.shape.rawValue)" }).sorted(),
+            "training_seconds": (seconds * 10).rounded() / 10,
+            "threads": threads ?? ProcessInfo.processInfo.activeProcessorCount,
+            "loss_curve": lossCurve,
+            "evaluations": evaluations,
+            "final": ["colour_accuracy": final.colourAccuracy, "shape_accuracy": final.shapeAccuracy, "images": final.images],
+            "fp16_reloaded": ["colour_accuracy": shipped.colourAccuracy, "shape_accuracy": shipped.shapeAccuracy, "images": shipped.images],
+            "file_bytes": size,
+        ]
+        let json = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try json.write(to: url.deletingLastPathComponent().appendingPathComponent("training.json"))
+    }
+}
+
+/// Rendered RGB -> JPEG (libjpeg) -> the daemon's decode and preprocessing at the model's size.
+struct ShapeImages {
+    let quality: Int
+    let preprocessor: Preprocessor
+
+    init(config: CLIPConfig, quality: Int) {
+        self.quality = quality
+        preprocessor = Preprocessor(options: PreprocessOptions(imageSize: config.imageSize, mean: config.imageMean, std: config.imageStd))
+    }
+
+    func preprocess(_ rgb: [UInt8], side: Int) throws -> [Float] {
+        try preprocessor.preprocess(JPEGEncoder.encode(rgb: rgb, width: side, height: side, quality: quality)).tensor
     }
 }

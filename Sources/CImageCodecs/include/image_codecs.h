@@ -84,4 +84,13 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
 
 void cic_free_pixels(unsigned char *pixels);
 
+/* Encodes packed RGB (3 bytes per pixel, rows packed) as a baseline JFIF JPEG with the
+   given quality (1...100, libjpeg's scale). On success `*output` holds `*output_size`
+   malloc'd bytes; free them with cic_free_encoded. */
+cic_status cic_jpeg_encode_rgb(const unsigned char *rgb, uint32_t width, uint32_t height, int quality,
+                               unsigned char **output, size_t *output_size, char *message);
+
+void cic_free_encoded(unsigned char *bytes);
+
+
 #endif
