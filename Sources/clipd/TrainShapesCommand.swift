@@ -22,6 +22,8 @@ struct TrainShapesCommand: AsyncParsableCommand {
     @Option(help: "Peak learning rate (cosine schedule after warmup).") var lr: Float = 2e-3
     @Option(help: "Warmup steps.") var warmup = 60
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.") var weightDecay: Float = 0.05
+    @Option(name: .customLong("adam-eps"), help: "AdamW epsilon.") var adamEps: Float = 1e-8
+    @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this value (default: no clipping).") var gradClip: Float?
     @Option(help: "Rendered images per training scene.") var variants = 6
     @Option(name: .customLong("partial-captions"), help: "Share of pairs with a partial caption (0...1).") var partialCaptions: Float = 0.5
     @Option(name: .customLong("shape-siblings"), help: "Share of batch picks that bring the scenes differing only in shape (0...1).") var shapeSiblings: Float = 0.5
@@ -44,13 +46,15 @@ struct TrainShapesCommand: AsyncParsableCommand {
         let logger = makeLogger("clipd.train-shapes")
         configureThreads(threads, logger: logger)
         let config = ShapeTraining.demoConfig
-        let model = CLIPModel.random(config: config, seed: initSeed)
+        let model = ShapeTraining.initialModel(config: config, seed: initSeed)
         var options = ShapeTraining.Options()
         options.steps = steps
         options.batch = batch
         options.learningRate = lr
         options.warmup = warmup
         options.weightDecay = weightDecay
+        options.adamEpsilon = adamEps
+        options.gradClipNorm = gradClip
         options.variantsPerScene = variants
         options.partialCaptionRate = partialCaptions
         options.shapeSiblingRate = shapeSiblings
@@ -65,13 +69,15 @@ struct TrainShapesCommand: AsyncParsableCommand {
         var lossCurve: [[Double]] = []
         var evaluations: [[String: Any]] = []
         let start = Date()
-        let final = try ShapeTraining.train(model: model, options: options, preprocess: preprocess, tokenize: tokenize) { step, loss, eval in
+        let final = try ShapeTraining.train(model: model, options: options, preprocess: preprocess, tokenize: tokenize) { progress in
+            let (step, loss) = (progress.step, progress.loss)
             if loss.isFinite { lossCurve.append([Double(step + 1), Double(loss)]) }
-            if let eval {
+            if let eval = progress.evaluation {
                 let seconds = Date().timeIntervalSince(start)
                 evaluations.append(["step": step + 1, "colour_accuracy": eval.colourAccuracy, "shape_accuracy": eval.shapeAccuracy,
-                                    "images": eval.images, "seconds": (seconds * 10).rounded() / 10])
-                printLine("step \(step + 1) loss \(loss.isFinite ? String(format: "%.4f", loss) : "-") held-out colour \(eval.colourAccuracy) shape \(eval.shapeAccuracy) (\(eval.images) images) t=\(Int(seconds))s")
+                                    "images": eval.images, "seconds": (seconds * 10).rounded() / 10,
+                                    "seen_colour_accuracy": eval.seenColourAccuracy ?? .nan, "seen_shape_accuracy": eval.seenShapeAccuracy ?? .nan])
+                printLine("step \(step + 1) loss \(loss.isFinite ? String(format: "%.4f", loss) : "-") held-out colour \(eval.colourAccuracy) shape \(eval.shapeAccuracy) (\(eval.images) images), grad norm \(progress.gradNorm), scale \(progress.logitScale), seen combinations colour \(eval.seenColourAccuracy ?? .nan) shape \(eval.seenShapeAccuracy ?? .nan) t=\(Int(seconds))s")
             }
         }
         let seconds = Date().timeIntervalSince(start)
