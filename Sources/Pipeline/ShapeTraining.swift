@@ -24,6 +24,9 @@ public struct ShapeTraining {
         /// only in shape. Colour, size and position are easier to see than shape; without
         /// such hard negatives the towers learn those first and barely learn shape at all.
         public var shapeSiblingRate: Float = 0.5
+        /// Training images drawn in neutral inks (not one of the six colours) per image of the
+        /// named colours; they carry colour-free captions.
+        public var neutralInkRate: Float = 0.25
         /// Rendered images per held-out scene in the evaluation.
         public var heldOutVariants = 2
         public var seed: UInt64 = 1
@@ -166,11 +169,28 @@ public struct ShapeTraining {
             return t
         }
         let trainScenes = ShapeScene.all.filter { !$0.isHeldOut }
-        var trainPixels: [[Float]] = [], trainScene: [ShapeScene] = []
+        // Training images; `ink` is the index of a neutral ink, or nil for the scene's colour.
+        var trainPixels: [[Float]] = [], trainScene: [ShapeScene] = [], trainInk: [Int?] = []
         for scene in trainScenes {
             for v in 0..<options.variantsPerScene {
                 trainPixels.append(try preprocess(scene.render(side: side, variant: UInt64(v) &+ options.seed &* 1000), side))
                 trainScene.append(scene)
+                trainInk.append(nil)
+            }
+        }
+        // Neutral-ink scenes: one colour stands in for the colour attribute (it does not matter
+        // which: their captions leave it out).
+        let neutralScenes = ShapeScene.all.filter { $0.colour == .red }
+        let neutralPerScene = Int((Float(trainPixels.count) * options.neutralInkRate / Float(neutralScenes.count * ShapeScene.neutralInks.count)).rounded(.up))
+        if options.neutralInkRate > 0 {
+            for scene in neutralScenes {
+                for (inkIndex, ink) in ShapeScene.neutralInks.enumerated() {
+                    for v in 0..<neutralPerScene {
+                        trainPixels.append(try preprocess(scene.render(side: side, variant: 50_000 &+ UInt64(v) &+ options.seed &* 1000, ink: ink), side))
+                        trainScene.append(scene)
+                        trainInk.append(inkIndex)
+                    }
+                }
             }
         }
         let heldOut = heldOutScenes(variants: options.heldOutVariants)
@@ -196,13 +216,15 @@ public struct ShapeTraining {
         let schedule = LearningRateSchedule(peak: options.learningRate, warmupSteps: options.warmup, totalSteps: options.steps)
         var rng = SeededGenerator(seed: options.seed)
         func chance(_ p: Float) -> Bool { Float(rng.next() % 1_000_000) / 1_000_000 < p }
-        // Training images of each scene, and each scene's shape siblings.
-        var imagesOfScene: [ShapeScene: [Int]] = [:]
-        for (i, scene) in trainScene.enumerated() { imagesOfScene[scene, default: []].append(i) }
-        func siblings(_ scene: ShapeScene) -> [ShapeScene] {
-            ShapeScene.Shape.allCases.filter { $0 != scene.shape }
-                .map { ShapeScene(shape: $0, colour: scene.colour, size: scene.size, position: scene.position) }
-                .filter { !$0.isHeldOut }
+        // Training images of each scene (and ink), and each scene's shape siblings.
+        struct ImageKind: Hashable { let scene: ShapeScene; let ink: Int? }
+        var imagesOfKind: [ImageKind: [Int]] = [:]
+        for i in trainScene.indices { imagesOfKind[ImageKind(scene: trainScene[i], ink: trainInk[i]), default: []].append(i) }
+        func siblings(_ i: Int) -> [ImageKind] {
+            let scene = trainScene[i]
+            return ShapeScene.Shape.allCases.filter { $0 != scene.shape }
+                .map { ImageKind(scene: ShapeScene(shape: $0, colour: scene.colour, size: scene.size, position: scene.position), ink: trainInk[i]) }
+                .filter { imagesOfKind[$0] != nil }
         }
         var order = Array(trainPixels.indices).shuffled(using: &rng)
         var cursor = 0
@@ -213,8 +235,13 @@ public struct ShapeTraining {
             func add(_ i: Int) throws {
                 guard chosen.count < options.batch else { return }
                 let scene = trainScene[i]
-                let caption = chance(options.partialCaptionRate)
-                    ? scene.partialCaptions[Int(rng.next() % UInt64(scene.partialCaptions.count))] : scene.caption
+                let caption: String
+                if trainInk[i] != nil {
+                    caption = scene.colourFreeCaptions[Int(rng.next() % UInt64(scene.colourFreeCaptions.count))]
+                } else {
+                    caption = chance(options.partialCaptionRate)
+                        ? scene.partialCaptions[Int(rng.next() % UInt64(scene.partialCaptions.count))] : scene.caption
+                }
                 if captions.insert(caption).inserted {
                     chosen.append(i)
                     chosenTokens.append(try tokens(caption))
@@ -225,8 +252,8 @@ public struct ShapeTraining {
                 let i = order[cursor]; cursor += 1
                 try add(i)
                 if chance(options.shapeSiblingRate) {
-                    for sibling in siblings(trainScene[i]) {
-                        let images = imagesOfScene[sibling]!
+                    for sibling in siblings(i) {
+                        let images = imagesOfKind[sibling]!
                         try add(images[Int(rng.next() % UInt64(images.count))])
                     }
                 }

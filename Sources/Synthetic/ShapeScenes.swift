@@ -75,10 +75,21 @@ public struct ShapeScene: Sendable, Hashable {
         ]
     }
 
+    /// Inks outside the six named colours (black, grey, teal, brown): shapes drawn in them,
+    /// captioned without a colour, show the shapes in more colours than the training
+    /// combinations do, without ever showing a held-out combination.
+    public static let neutralInks: [(UInt8, UInt8, UInt8)] = [(35, 35, 35), (125, 125, 125), (20, 150, 150), (125, 80, 40)]
+
+    /// Captions that leave the colour out (for shapes drawn in a neutral ink).
+    public var colourFreeCaptions: [String] {
+        ["a \(size.rawValue) \(shape.rawValue) \(placePhrase)", "a \(shape.rawValue)", "a \(size.rawValue) \(shape.rawValue)", "a \(shape.rawValue) \(placePhrase)"]
+    }
+
     /// Renders the scene as RGB bytes [side, side, 3], with a small deterministic jitter of
     /// position, size, background tint and pixel noise from `variant`. Edges are
     /// anti-aliased (4x4 samples per pixel) so that shapes keep their outline when resized.
-    public func render(side: Int, variant: UInt64 = 0) -> [UInt8] {
+    /// With `ink`, the shape is drawn in that RGB colour instead of the scene's.
+    public func render(side: Int, variant: UInt64 = 0, ink: (UInt8, UInt8, UInt8)? = nil) -> [UInt8] {
         var rng = variant &* 0x9E37_79B9_7F4A_7C15 &+ 0x2545_F491_4F6C_DD1D
         func next() -> UInt64 {
             rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
@@ -100,7 +111,7 @@ public struct ShapeScene: Sendable, Hashable {
         case .center: break
         }
         cx += jitter(0.04 * s); cy += jitter(0.04 * s)
-        let (r, g, b) = Self.rgb[colour]!
+        let (r, g, b) = ink ?? Self.rgb[colour]!
         let shade = 1 + jitter(0.08)
         let fill = (Double(r) * shade, Double(g) * shade, Double(b) * shade)
         func inside(_ dx: Double, _ dy: Double) -> Bool {

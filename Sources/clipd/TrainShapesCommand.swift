@@ -27,6 +27,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
     @Option(help: "Rendered images per training scene.") var variants = 6
     @Option(name: .customLong("partial-captions"), help: "Share of pairs with a partial caption (0...1).") var partialCaptions: Float = 0.5
     @Option(name: .customLong("shape-siblings"), help: "Share of batch picks that bring the scenes differing only in shape (0...1).") var shapeSiblings: Float = 0.5
+    @Option(name: .customLong("neutral-inks"), help: "Neutral-ink images (colour-free captions) per named-colour image.") var neutralInks: Float = 0.25
     @Option(name: .customLong("eval-every"), help: "Evaluate on the held-out scenes every N steps.") var evalEvery = 50
     @Option(help: "Seed of the data order and rendering.") var seed: UInt64 = 1
     @Option(name: .customLong("init-seed"), help: "Seed of the random initial weights.") var initSeed: UInt64 = 7
@@ -36,7 +37,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard steps > 0, batch > 1, variants > 0, evalEvery > 0 else { throw ValidationError("--steps, --variants and --eval-every must be positive and --batch at least 2") }
-        guard lr > 0, weightDecay >= 0 else { throw ValidationError("--lr must be positive and --weight-decay non-negative") }
+        guard lr > 0, weightDecay >= 0, neutralInks >= 0 else { throw ValidationError("--lr must be positive, --weight-decay and --neutral-inks non-negative") }
         guard (0...1).contains(partialCaptions), (0...1).contains(shapeSiblings) else { throw ValidationError("--partial-captions and --shape-siblings must be within 0...1") }
         guard (1...100).contains(jpegQuality) else { throw ValidationError("--jpeg-quality must be within 1...100") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -58,6 +59,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
         options.variantsPerScene = variants
         options.partialCaptionRate = partialCaptions
         options.shapeSiblingRate = shapeSiblings
+        options.neutralInkRate = neutralInks
         options.evalEvery = evalEvery
         options.seed = seed
 
