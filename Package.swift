@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "SyntheticTests", dependencies: ["Synthetic"]),
         // The demo model: a short training run learns; the committed model still classifies.
-        .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "CLIP", "Synthetic", "ImageIO", "CLIPTokenizer"]),
+        .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "CLIP", "Tensor", "Synthetic", "ImageIO", "CLIPTokenizer"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
             "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
         ]),

@@ -75,10 +75,12 @@ public struct ShapeScene: Sendable, Hashable {
         ]
     }
 
-    /// Inks outside the six named colours (black, grey, teal, brown): shapes drawn in them,
+    /// Inks outside the six named colours (black, greys, teals, browns): shapes drawn in them,
     /// captioned without a colour, show the shapes in more colours than the training
     /// combinations do, without ever showing a held-out combination.
-    public static let neutralInks: [(UInt8, UInt8, UInt8)] = [(35, 35, 35), (125, 125, 125), (20, 150, 150), (125, 80, 40)]
+    public static let neutralInks: [(UInt8, UInt8, UInt8)] = [
+        (35, 35, 35), (90, 90, 90), (145, 145, 145), (20, 150, 150), (15, 100, 110), (125, 80, 40), (85, 55, 35),
+    ]
 
     /// Captions that leave the colour out (for shapes drawn in a neutral ink).
     public var colourFreeCaptions: [String] {
@@ -101,13 +103,13 @@ public struct ShapeScene: Sendable, Hashable {
         let s = Double(side)
         let background = (235.0 + jitter(15), 235.0 + jitter(8), 235.0 + jitter(8))
         let noise = 3.0 + abs(jitter(5))
-        let radius = (size == .small ? 0.13 : 0.24) * s * (1 + jitter(0.1))
+        let radius = (size == .small ? 0.17 : 0.27) * s * (1 + jitter(0.1))
         var (cx, cy) = (0.5 * s, 0.5 * s)
         switch position {
-        case .left: cx = 0.27 * s
-        case .right: cx = 0.73 * s
-        case .top: cy = 0.27 * s
-        case .bottom: cy = 0.73 * s
+        case .left: cx = 0.3 * s
+        case .right: cx = 0.7 * s
+        case .top: cy = 0.3 * s
+        case .bottom: cy = 0.7 * s
         case .center: break
         }
         cx += jitter(0.04 * s); cy += jitter(0.04 * s)

@@ -3,6 +3,7 @@ import CLIPTokenizer
 import Foundation
 import ImageIO
 import Pipeline
+import Tensor
 import XCTest
 
 /// The committed demo model (Deploy/demo/model) tags the bundled held-out sample images — colour

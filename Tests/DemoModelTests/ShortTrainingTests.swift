@@ -17,11 +17,14 @@ final class ShortTrainingTests: XCTestCase {
         let tokenizer = try CLIPTokenizer()
         let preprocessor = Preprocessor(options: PreprocessOptions(imageSize: config.imageSize, mean: config.imageMean, std: config.imageStd))
         var options = ShapeTraining.Options()
-        options.steps = 40
+        options.steps = 60
         options.batch = 12
-        options.learningRate = 3e-3
+        options.learningRate = 2e-3
         options.warmup = 4
         options.variantsPerScene = 1
+        options.shapeSiblingRate = 0
+        options.partialCaptionRate = 0
+        options.neutralInkRate = 0
         options.heldOutVariants = 1
         options.evalEvery = 1000
         var losses: [Float] = []
@@ -34,12 +37,12 @@ final class ShortTrainingTests: XCTestCase {
             if progress.step >= 0 { losses.append(progress.loss) }
             if let evaluation = progress.evaluation { evaluations.append(evaluation) }
         }
-        XCTAssertEqual(losses.count, 40)
+        XCTAssertEqual(losses.count, 60)
         XCTAssertTrue(losses.allSatisfy(\.isFinite))
-        let first = losses.prefix(8).reduce(0, +) / 8, last = losses.suffix(8).reduce(0, +) / 8
+        let first = losses.prefix(4).reduce(0, +) / 4, last = losses.suffix(8).reduce(0, +) / 8
         // ln(12) = 2.48 is the loss of a model that cannot tell the pairs apart.
-        XCTAssertGreaterThan(first, 2.2)
-        XCTAssertLessThan(last, first - 0.3, "losses: \(losses)")
+        XCTAssertGreaterThan(first, 2.3, "losses: \(losses)")
+        XCTAssertLessThan(last, min(2.2, first - 0.3), "losses: \(losses)")
         // Evaluated before the first step and after the last, on the 60 held-out scenes.
         XCTAssertEqual(evaluations.count, 2)
         XCTAssertEqual(evaluations.last?.images, 60)

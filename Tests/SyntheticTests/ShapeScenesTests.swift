@@ -17,10 +17,10 @@ final class ShapeScenesTests: XCTestCase {
             let i = 3 * (y * side + x)
             return (Int(pixels[i]), Int(pixels[i + 1]), Int(pixels[i + 2]))
         }
-        let centre = pixel(Int(0.73 * Double(side)), side / 2)
+        let centre = pixel(Int(0.7 * Double(side)), side / 2)
         XCTAssertGreaterThan(centre.2, 150)
         XCTAssertLessThan(centre.0, 90)
-        let opposite = pixel(Int(0.1 * Double(side)), side / 2)
+        let opposite = pixel(Int(0.05 * Double(side)), side / 2)
         XCTAssertGreaterThan(min(opposite.0, opposite.1, opposite.2), 200, "the left side is background")
     }
 
