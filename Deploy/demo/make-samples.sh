@@ -10,7 +10,12 @@ here="$(cd "$(dirname "$0")" && pwd)"
 clipd="${1:-$here/../../.build/debug/clipd}"
 out="$here/samples"
 rm -rf "$out"
-"$clipd" synth --output "$out" --split all --sample 32 --side 128 --url-prefix '{{SAMPLES_URL}}' >/dev/null
+held="$(mktemp -d)"
+trap 'rm -rf "$held"' EXIT
+"$clipd" synth --output "$out" --split train --sample 24 --side 128 --url-prefix '{{SAMPLES_URL}}' >/dev/null
+"$clipd" synth --output "$held" --split heldout --sample 8 --side 128 --url-prefix '{{SAMPLES_URL}}' >/dev/null
+mv "$held"/*.jpg "$out"/
+cat "$held/records.jsonl" >> "$out/records.jsonl"
 
 # A JPEG cut in half, a text file with an image name, a file that does not exist.
 first="$(ls "$out"/*.jpg | head -n 1)"

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ImageIO
 import Synthetic
+import Tensor
 
 struct SynthCommand: ParsableCommand {
     enum Split: String, ExpressibleByArgument, CaseIterable {
@@ -21,7 +22,7 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "Side of the square images in pixels.") var side = 128
     @Option(help: "Renderings per scene (jittered position, size, tint and noise).") var variants = 1
     @Option(help: "Which scenes: train (seen colour-shape combinations), heldout (never trained on), or all.") var split: Split = .all
-    @Option(help: "Keep only N scenes, spread evenly over the split (deterministic).") var sample: Int?
+    @Option(help: "Keep only N scenes, a fixed pseudo-random pick from the split.") var sample: Int?
     @Option(name: .customLong("url-prefix"), help: "Prefix of image_url (default: file:// URL of --output); the file name is appended.") var urlPrefix: String?
     @Option(name: .customLong("jpeg-quality"), help: "JPEG quality 1...100.") var jpegQuality = 90
 
@@ -83,8 +84,10 @@ struct SynthCommand: ParsableCommand {
         var all: [(ShapeScene, UInt64)] = []
         for scene in scenes { for v in 0..<variants { all.append((scene, UInt64(v))) } }
         guard let sample, sample < all.count else { return all }
-        // Evenly spaced picks with a stride coprime to the scene order's periods mix shapes,
-        // colours, sizes and positions.
-        return (0..<sample).map { all[($0 * all.count) / sample] }
+        // A seeded shuffle mixes shapes, colours, sizes and positions (evenly spaced picks
+        // would follow the scene order's periods); the picks keep the scene order.
+        var rng = SeededGenerator(seed: 42)
+        let picked = Array(all.indices).shuffled(using: &rng).prefix(sample).sorted()
+        return picked.map { all[$0] }
     }
 }

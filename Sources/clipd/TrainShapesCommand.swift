@@ -32,6 +32,8 @@ struct TrainShapesCommand: AsyncParsableCommand {
     @Option(help: "Seed of the data order and rendering.") var seed: UInt64 = 1
     @Option(name: .customLong("init-seed"), help: "Seed of the random initial weights.") var initSeed: UInt64 = 7
     @Option(name: .customLong("jpeg-quality"), help: "JPEG quality of the rendered images.") var jpegQuality = 90
+    @Option(name: .customLong("vision-width"), help: "Override the demo architecture's image-tower width (4 heads, MLP 4x).") var visionWidth: Int?
+    @Option(name: .customLong("vision-layers"), help: "Override the demo architecture's image-tower depth.") var visionLayers: Int?
     @Option(help: "Write the trained model here (fp16 safetensors) and training.json beside it.") var output: String?
     @Option(help: "BLAS threads (default: all cores).") var threads: Int?
 
@@ -46,7 +48,10 @@ struct TrainShapesCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("clipd.train-shapes")
         configureThreads(threads, logger: logger)
-        let config = ShapeTraining.demoConfig
+        var config = ShapeTraining.demoConfig
+        if let visionWidth { config.vision = .init(width: visionWidth, layers: config.vision.layers, heads: 4, mlpWidth: 4 * visionWidth) }
+        if let visionLayers { config.vision.layers = visionLayers }
+        do { try config.validate() } catch { throw ValidationError("invalid architecture: \(error)") }
         let model = ShapeTraining.initialModel(config: config, seed: initSeed)
         var options = ShapeTraining.Options()
         options.steps = steps
