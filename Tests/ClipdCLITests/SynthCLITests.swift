@@ -61,4 +61,10 @@ final class SynthCLITests: XCTestCase {
         assertCleanFailure(try CLI.run(["synth", "--output", temporaryDirectory().path, "--split", "everything"]), mentioning: ["split"])
         assertCleanFailure(try CLI.run(["synth", "--output", "/proc/clipd-synth-cannot-write"]), mentioning: ["cannot"])
     }
+
+    func testTrainShapesRefusesBadOptions() throws {
+        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--steps", "0"]), mentioning: ["--steps"])
+        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--partial-captions", "1.5"]), mentioning: ["--partial-captions"])
+        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--vision-width", "30"]), mentioning: ["architecture"])
+    }
 }
