@@ -7,26 +7,26 @@ import Tensor
 /// on colour–shape combinations never seen in training: the proof that the trainer learns.
 public struct ShapeTraining {
     public struct Options: Sendable, Codable, Equatable {
-        public var steps = 600
+        public var steps = 1400
         public var batch = 48
-        public var learningRate: Float = 2e-3
+        public var learningRate: Float = 1e-3
         public var warmup = 60
         public var weightDecay: Float = 0.05
         public var adamEpsilon: Float = 1e-8
         /// Global gradient-norm clip (nil: none).
         public var gradClipNorm: Float? = nil
         /// Rendered images per training scene (jittered position, size, tint and noise).
-        public var variantsPerScene = 6
+        public var variantsPerScene = 10
         /// Share of training pairs captioned with a partial description ("a red circle",
         /// "a circle on the left", "a red shape") instead of the full caption.
-        public var partialCaptionRate: Float = 0.5
+        public var partialCaptionRate: Float = 0.3
         /// Share of batch picks that bring their shape siblings along: the scenes that differ
         /// only in shape. Colour, size and position are easier to see than shape; without
         /// such hard negatives the towers learn those first and barely learn shape at all.
-        public var shapeSiblingRate: Float = 0.5
+        public var shapeSiblingRate: Float = 1
         /// Training images drawn in neutral inks (not one of the six colours) per image of the
         /// named colours; they carry colour-free captions.
-        public var neutralInkRate: Float = 0.25
+        public var neutralInkRate: Float = 1
         /// Rendered images per held-out scene in the evaluation.
         public var heldOutVariants = 2
         public var seed: UInt64 = 1

@@ -17,18 +17,18 @@ struct TrainShapesCommand: AsyncParsableCommand {
         """
     )
 
-    @Option(help: "Training steps.") var steps = 600
+    @Option(help: "Training steps.") var steps = 1400
     @Option(help: "Pairs per step (captions within a batch are distinct).") var batch = 48
-    @Option(help: "Peak learning rate (cosine schedule after warmup).") var lr: Float = 2e-3
+    @Option(help: "Peak learning rate (cosine schedule after warmup).") var lr: Float = 1e-3
     @Option(help: "Warmup steps.") var warmup = 60
     @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.") var weightDecay: Float = 0.05
     @Option(name: .customLong("adam-eps"), help: "AdamW epsilon.") var adamEps: Float = 1e-8
     @Option(name: .customLong("grad-clip"), help: "Clip the global gradient norm to this value (default: no clipping).") var gradClip: Float?
-    @Option(help: "Rendered images per training scene.") var variants = 6
-    @Option(name: .customLong("partial-captions"), help: "Share of pairs with a partial caption (0...1).") var partialCaptions: Float = 0.5
-    @Option(name: .customLong("shape-siblings"), help: "Share of batch picks that bring the scenes differing only in shape (0...1).") var shapeSiblings: Float = 0.5
-    @Option(name: .customLong("neutral-inks"), help: "Neutral-ink images (colour-free captions) per named-colour image.") var neutralInks: Float = 0.25
-    @Option(name: .customLong("eval-every"), help: "Evaluate on the held-out scenes every N steps.") var evalEvery = 50
+    @Option(help: "Rendered images per training scene.") var variants = 10
+    @Option(name: .customLong("partial-captions"), help: "Share of pairs with a partial caption (0...1).") var partialCaptions: Float = 0.3
+    @Option(name: .customLong("shape-siblings"), help: "Share of batch picks that bring the scenes differing only in shape (0...1).") var shapeSiblings: Float = 1
+    @Option(name: .customLong("neutral-inks"), help: "Neutral-ink images (colour-free captions) per named-colour image.") var neutralInks: Float = 1
+    @Option(name: .customLong("eval-every"), help: "Evaluate on the held-out scenes every N steps.") var evalEvery = 100
     @Option(help: "Seed of the data order and rendering.") var seed: UInt64 = 1
     @Option(name: .customLong("init-seed"), help: "Seed of the random initial weights.") var initSeed: UInt64 = 7
     @Option(name: .customLong("jpeg-quality"), help: "JPEG quality of the rendered images.") var jpegQuality = 90
@@ -78,7 +78,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
         let start = Date()
         let final = try ShapeTraining.train(model: model, options: options, preprocess: preprocess, tokenize: tokenize) { progress in
             let (step, loss) = (progress.step, progress.loss)
-            if loss.isFinite { lossCurve.append([Double(step + 1), Double(loss)]) }
+            if loss.isFinite { lossCurve.append([Double(step + 1), (Double(loss) * 10_000).rounded() / 10_000]) }
             if let eval = progress.evaluation {
                 let seconds = Date().timeIntervalSince(start)
                 evaluations.append(["step": step + 1, "colour_accuracy": eval.colourAccuracy, "shape_accuracy": eval.shapeAccuracy,
