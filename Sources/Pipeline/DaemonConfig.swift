@@ -74,6 +74,26 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     /// upper-cased with a `CLIPD_` prefix (e.g. `batch_size` ↔ `CLIPD_BATCH_SIZE`).
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
+    public enum ValueKind: Sendable, Equatable { case string, optionalString, int, double, bool, stringList }
+
+    /// The value type of every key, for parsing environment variables and flags.
+    public static var kinds: [String: ValueKind] {
+        var byProperty: [String: ValueKind] = [:]
+        for child in Mirror(reflecting: DaemonConfig()).children {
+            guard let label = child.label else { continue }
+            switch child.value {
+            case is Bool: byProperty[label] = .bool
+            case is Int: byProperty[label] = .int
+            case is Double: byProperty[label] = .double
+            case is [String]: byProperty[label] = .stringList
+            case is String: byProperty[label] = .string
+            case is String?: byProperty[label] = .optionalString
+            default: break
+            }
+        }
+        return Dictionary(uniqueKeysWithValues: CodingKeys.allCases.map { ($0.rawValue, byProperty[String(describing: $0)]!) })
+    }
+
     /// A problem that makes the configuration unusable, or nil.
     public func problem() -> String? {
         if brokers.isEmpty { return "brokers must not be empty" }
