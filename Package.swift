@@ -64,6 +64,9 @@ let package = Package(
             "Postgres", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/PostgresWrites"),
 
+        // Helpers shared by the integration test targets (processes, TCP relay).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
@@ -76,7 +79,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Pipeline", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )
