@@ -45,6 +45,11 @@ public struct KafkaPartitionAssignment: Hashable, Sendable {
     /// The offset supplied by `startingOffsets`, or nil when the group's committed offset
     /// (else `auto.offset.reset`) decides.
     public var startingOffset: Int64?
+
+    public init(topicPartition: KafkaTopicPartition, startingOffset: Int64?) {
+        self.topicPartition = topicPartition
+        self.startingOffset = startingOffset
+    }
 }
 
 /// What the consumer's event sequence yields.
@@ -73,6 +78,13 @@ public struct KafkaPartitionLag: Hashable, Sendable {
     public var highWatermark: Int64
     /// The group's committed offset, nil when nothing was committed.
     public var committedOffset: Int64?
+
+    public init(topicPartition: KafkaTopicPartition, lowWatermark: Int64, highWatermark: Int64, committedOffset: Int64?) {
+        self.topicPartition = topicPartition
+        self.lowWatermark = lowWatermark
+        self.highWatermark = highWatermark
+        self.committedOffset = committedOffset
+    }
     /// Messages not yet committed: high watermark minus the committed offset (or the low watermark).
     public var lag: Int64 { max(0, highWatermark - max(committedOffset ?? lowWatermark, lowWatermark)) }
 }

@@ -237,7 +237,7 @@ final class RDKafkaClient: @unchecked Sendable {
                 guard let context = RDKafkaCallbackContext.from(opaque) else { return }
                 if code != RD_KAFKA_RESP_ERR_NO_ERROR && code != RD_KAFKA_RESP_ERR__NO_OFFSET {
                     let partitions = RDKafkaPartitionList.read(offsets).map { "\($0.0)@\($0.offset)" }
-                    context.logger.warning("offset commit failed: \(String(cString: rd_kafka_err2str(code))) for \(partitions)")
+                    context.logger.notice("offset commit failed: \(String(cString: rd_kafka_err2str(code))) for \(partitions)")
                 }
             }
         }
