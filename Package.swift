@@ -42,6 +42,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
         .testTarget(name: "KafkaIntegrationTests", dependencies: [
             "Kafka", "Records",
             .product(name: "Logging", package: "swift-log"),

@@ -9,11 +9,14 @@ import Logging
 public final class KafkaConsumer: Sendable {
     private let client: RDKafkaClient
     private let state: Locked<ConsumerStateMachine>
-    private let pollLoop = Locked(PollLoopState.notStarted)
+    private let pollLoop = Locked(PollLoopState())
     private let configuration: KafkaConsumerConfiguration
     private let logger: Logger
 
-    private enum PollLoopState { case notStarted, running, stopRequested, stopped }
+    private struct PollLoopState {
+        var started = false
+        var stopRequested = false
+    }
 
     /// Messages and rebalance events, in the order librdkafka produced them. One iterator at a time.
     public var events: KafkaConsumerEvents { KafkaConsumerEvents(consumer: self) }
@@ -40,8 +43,8 @@ public final class KafkaConsumer: Sendable {
     /// the group (the final revocation goes through `partitionsRevoked`) and ends `events`.
     public func run() async throws {
         let starting = pollLoop.withLock { state -> Bool in
-            guard state == .notStarted else { return false }
-            state = .running
+            guard !state.started else { return false }
+            state.started = true
             return true
         }
         guard starting else {
@@ -61,17 +64,14 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Asks the poll thread to leave the group and stop; `run()` returns when it has.
+    /// Before `run()`, this makes `run()` leave at once.
     public func shutdown() {
-        let neverStarted = pollLoop.withLock { state -> Bool in
-            if state == .running { state = .stopRequested }
-            return state == .notStarted
-        }
-        if neverStarted { state.withLock { $0.finish(nil) }?.resume(returning: nil) }
+        pollLoop.withLock { $0.stopRequested = true }
     }
 
     private func pollUntilStopped() throws {
         var fatal: KafkaError?
-        while pollLoop.withLock({ $0 == .running }) {
+        while !pollLoop.withLock({ $0.stopRequested }) {
             switch client.consumerPoll(timeoutMilliseconds: 100) {
             case .message(let message)?:
                 state.withLock { state in perform(state.enqueue(.message(message))) }
@@ -88,8 +88,7 @@ public final class KafkaConsumer: Sendable {
         } catch {
             logger.warning("leaving the consumer group: \(error)")
         }
-        pollLoop.withLock { $0 = .stopped }
-        state.withLock { $0.finish(fatal) }.map { waiter in
+        if let waiter = state.withLock({ $0.finish(fatal) }) {
             if let fatal { waiter.resume(throwing: fatal) } else { waiter.resume(returning: nil) }
         }
         if let fatal { throw fatal }

@@ -4,6 +4,9 @@ struct ClipdCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
-        subcommands: []
+        subcommands: [
+            PublishCommand.self,
+            DevBrokerCommand.self,
+        ]
     )
 }

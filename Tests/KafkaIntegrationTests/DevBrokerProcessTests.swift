@@ -1,0 +1,128 @@
+import Foundation
+import Kafka
+import Testing
+
+/// `clipd dev-broker` and `clipd publish` as separate processes, with this test process's
+/// consumers in one group: the Kafka protocol crossing process boundaries, as the daemon uses it.
+extension KafkaIntegration {
+    @Suite struct DevBrokerProcessTests {
+        static let repositoryRoot = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+        /// The clipd executable `swift build` made next to this test bundle (or CLIPD_BINARY).
+        static func clipdBinary() throws -> URL {
+            if let path = ProcessInfo.processInfo.environment["CLIPD_BINARY"] { return URL(fileURLWithPath: path) }
+            let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
+            let candidates = [bundle?.deletingLastPathComponent().appendingPathComponent("clipd"),
+                              repositoryRoot.appendingPathComponent(".build/debug/clipd")].compactMap { $0 }
+            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+                throw TimedOut(what: "a built clipd executable (run `swift build` first or set CLIPD_BINARY); looked at \(candidates.map(\.path))")
+            }
+            return found
+        }
+
+        /// A child process whose stdout and stderr are collected as they arrive.
+        final class Child: Sendable {
+            let process: Process
+            let output = Locked(Data())
+            let errors = Locked(Data())
+
+            init(_ arguments: [String], stdin: Data? = nil) throws {
+                process = Process()
+                process.executableURL = try DevBrokerProcessTests.clipdBinary()
+                process.arguments = arguments
+                let stdoutPipe = Pipe(), stderrPipe = Pipe()
+                process.standardOutput = stdoutPipe
+                process.standardError = stderrPipe
+                let output = output, errors = errors
+                stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
+                    let data = handle.availableData
+                    output.withLock { $0.append(data) }
+                }
+                stderrPipe.fileHandleForReading.readabilityHandler = { handle in
+                    let data = handle.availableData
+                    errors.withLock { $0.append(data) }
+                }
+                if let stdin {
+                    let stdinPipe = Pipe()
+                    process.standardInput = stdinPipe
+                    try process.run()
+                    stdinPipe.fileHandleForWriting.write(stdin)
+                    try stdinPipe.fileHandleForWriting.close()
+                } else {
+                    try process.run()
+                }
+            }
+
+            var stdout: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
+            var stderr: String { errors.withLock { String(decoding: $0, as: UTF8.self) } }
+
+            func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
+                try await waitUntil("clipd \(process.arguments?.first ?? "") to exit", timeout: timeout) { !self.process.isRunning }
+                return process.terminationStatus
+            }
+        }
+
+        static func freePort() throws -> Int {
+            let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(probe) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) == 0 ? getsockname(probe, $0, &length) : -1 }
+            }
+            return Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        @Test func consumersInAGroupShareADevBrokerAndPublishFeedsIt() async throws {
+            let port = try Self.freePort()
+            let broker = try Child(["dev-broker", "--port", String(port), "--brokers", "2", "--partitions", "4", "--topic", "xp"])
+            try await waitUntil("the bootstrap address line") { broker.stdout.contains("\n") }
+            let bootstrap = String(broker.stdout.prefix { $0 != "\n" })
+            #expect(bootstrap == "127.0.0.1:\(port)")
+
+            var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "xp", topics: ["xp"])
+            configuration.sessionTimeout = .milliseconds(6000)
+            configuration.heartbeatInterval = .milliseconds(300)
+            configuration.maxPollInterval = .milliseconds(10000)
+            configuration.additionalProperties = ["fetch.wait.max.ms": "50"]
+            let one = try TestConsumer(name: "one", configuration: configuration)
+            let two = try TestConsumer(name: "two", configuration: configuration)
+            try await waitUntil("two members splitting 4 partitions") {
+                let (a, b) = (await one.worker.ownedPartitions(), await two.worker.ownedPartitions())
+                return a.count == 2 && b.count == 2 && a.isDisjoint(with: b)
+            }
+
+            var lines = (0..<100).map { #"{"id": "r\#($0)", "image_url": "https://example.com/\#($0).jpg"}"# }
+            lines.insert(#"{"image_url": "gopher://example.com/x"}"#, at: 10)
+            lines.insert(#"{"id": 5, "image_url": "https://example.com/x.jpg"}"#, at: 50)
+            let publish = try Child(["publish", "--brokers", bootstrap, "--topic", "xp", "-"], stdin: Data(lines.joined(separator: "\n").utf8))
+            #expect(try await publish.waitForExit() == 1)
+            #expect(publish.stdout == "{\"delivered\":100,\"invalid\":2}\n")
+            #expect(publish.stderr.contains("line 11: image_url: scheme \"gopher\" is not supported"))
+            #expect(publish.stderr.contains("line 51: id: expected a string, got integer"))
+
+            try await waitUntil("100 records across both members") {
+                await one.worker.processed.count + two.worker.processed.count >= 100
+            }
+            let values = await one.worker.processedValues() + two.worker.processedValues()
+            let (countOne, countTwo) = (await one.worker.processed.count, await two.worker.processed.count)
+            await one.stop()
+            await two.stop()
+            #expect(values.count == 100)
+            #expect(Set(values).count == 100)
+            #expect(countOne > 0 && countTwo > 0)
+
+            broker.process.terminate()  // SIGTERM
+            #expect(try await broker.waitForExit() == 0)
+        }
+
+        @Test func devBrokerRejectsBadArgumentsWithOneClearLine() async throws {
+            let child = try Child(["dev-broker", "--brokers", "0"])
+            #expect(try await child.waitForExit() != 0)
+            #expect(child.stderr.contains("--brokers must be at least 1"))
+        }
+    }
+}
