@@ -124,31 +124,42 @@ public final class KafkaConsumer: Sendable {
                     logger.error("startingOffsets took longer than \(configuration.rebalanceHookTimeout); starting at committed offsets")
                 }
             }
-            do {
-                try assignor.assign(partitions.map { ($0, startingOffsets[$0]) })
-            } catch {
-                logger.error("assigning \(partitions): \(error)")
-                return
-            }
-            logger.info("assigned \(partitions.sorted().map(\.description)) (\(assignor.isCooperative ? "cooperative" : "eager"))")
             let assignments = partitions.sorted().map { KafkaPartitionAssignment(topicPartition: $0, startingOffset: startingOffsets[$0]) }
-            state.withLock { state in
+            // Under the lock, so that a pause() arriving meanwhile already sees these partitions.
+            let assigned = state.withLock { state -> Bool in
+                do {
+                    try assignor.assign(partitions.map { ($0, startingOffsets[$0]) })
+                } catch {
+                    logger.error("assigning \(partitions): \(error)")
+                    return false
+                }
                 let startPaused = state.assign(partitions)
                 if !startPaused.isEmpty {
                     do { try assignor.pause(startPaused) } catch { logger.warning("pausing new partitions: \(error)") }
                 }
-                perform(state.enqueue(.partitionsAssigned(assignments)), pause: { try assignor.pause($0) }, logger: logger)
+                // Cooperative rebalances often add nothing; such rounds are not events.
+                if !assignments.isEmpty {
+                    perform(state.enqueue(.partitionsAssigned(assignments)), pause: { try assignor.pause($0) }, logger: logger)
+                }
+                return true
+            }
+            if assigned && !partitions.isEmpty {
+                logger.info("assigned \(partitions.sorted().map(\.description)) (\(assignor.isCooperative ? "cooperative" : "eager"))")
             }
         case .revoke(let partitions, let lost):
-            let dropped = state.withLock { state in
-                let dropped = state.revoke(partitions)
-                perform(state.enqueue(.partitionsRevoked(partitions.sorted(), lost: lost)), pause: { try assignor.pause($0) }, logger: logger)
-                return dropped
-            }
-            logger.info("revoked \(partitions.sorted().map(\.description))\(lost ? " (lost)" : ""); dropped \(dropped) buffered messages")
+            // Buffered messages of these partitions go first (no new ones can arrive: this runs
+            // inside the poll), then the hook finishes what the pipeline already took, and only
+            // then does the revoked event enter the stream, after everything of those partitions.
+            let dropped = state.withLock { $0.revoke(partitions) }
+            logger.info("revoking \(partitions.sorted().map(\.description))\(lost ? " (lost)" : ""); dropped \(dropped) buffered messages")
             if let hook = configuration.partitionsRevoked, !partitions.isEmpty {
                 if BlockingCall.wait(timeout: configuration.rebalanceHookTimeout, { await hook(partitions, lost); return true }) == nil {
                     logger.error("partitionsRevoked took longer than \(configuration.rebalanceHookTimeout); giving the partitions up anyway")
+                }
+            }
+            if !partitions.isEmpty {
+                state.withLock { state in
+                    perform(state.enqueue(.partitionsRevoked(partitions.sorted(), lost: lost)), pause: { try assignor.pause($0) }, logger: logger)
                 }
             }
             do { try assignor.unassign(partitions) } catch { logger.error("unassigning \(partitions): \(error)") }

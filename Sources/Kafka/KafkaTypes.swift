@@ -57,7 +57,9 @@ public enum KafkaConsumerEvent: Hashable, Sendable {
     case message(KafkaMessage)
     /// Partitions were added to this consumer (all of its partitions under eager protocols).
     case partitionsAssigned([KafkaPartitionAssignment])
-    /// Partitions were taken away; messages of theirs still buffered here were dropped.
+    /// Partitions were taken away. Messages of theirs still buffered were dropped (their offsets
+    /// were not committed, so the next owner reads them), and the event comes after the
+    /// `partitionsRevoked` hook returned and after every message of those partitions.
     /// `lost` means the group moved on without us (session timeout): their offsets can no longer be committed.
     case partitionsRevoked([KafkaTopicPartition], lost: Bool)
 }

@@ -84,14 +84,14 @@ extension KafkaIntegration {
             #expect(bootstrap == "127.0.0.1:\(port)")
 
             var configuration = KafkaConsumerConfiguration(bootstrapServers: bootstrap, groupID: "xp", topics: ["xp"])
-            configuration.sessionTimeout = .milliseconds(6000)
+            configuration.sessionTimeout = .milliseconds(3000)
             configuration.heartbeatInterval = .milliseconds(300)
             configuration.maxPollInterval = .milliseconds(10000)
             configuration.additionalProperties = ["fetch.wait.max.ms": "50"]
             let one = try TestConsumer(name: "one", configuration: configuration)
             let two = try TestConsumer(name: "two", configuration: configuration)
             try await waitUntil("two members splitting 4 partitions") {
-                let (a, b) = (await one.worker.ownedPartitions(), await two.worker.ownedPartitions())
+                let (a, b) = (one.assignment(), two.assignment())
                 return a.count == 2 && b.count == 2 && a.isDisjoint(with: b)
             }
 

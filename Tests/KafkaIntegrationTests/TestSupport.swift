@@ -17,7 +17,7 @@ struct TimedOut: Error, CustomStringConvertible {
 }
 
 /// Polls `condition` until it holds or the deadline passes (then the test fails with `what`).
-func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool) async throws {
+func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while try await !condition() {
         if ContinuousClock.now >= deadline { throw TimedOut(what: what) }
@@ -25,12 +25,13 @@ func waitUntil(_ what: String, timeout: Duration = .seconds(30), _ condition: @S
     }
 }
 
-/// Group settings short enough that joins and rebalances take about a second on the mock cluster.
+/// Group settings short enough that joins and rebalances take a few seconds on the mock cluster
+/// (it waits up to about the session timeout for members to rejoin).
 func fastConsumerConfiguration(_ cluster: KafkaMockCluster, group: String, topic: String,
                                strategy: KafkaAssignmentStrategy = .cooperativeSticky) -> KafkaConsumerConfiguration {
     var configuration = KafkaConsumerConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group, topics: [topic])
     configuration.assignmentStrategy = strategy
-    configuration.sessionTimeout = .milliseconds(6000)
+    configuration.sessionTimeout = .milliseconds(3000)
     configuration.heartbeatInterval = .milliseconds(300)
     configuration.maxPollInterval = .milliseconds(10000)
     configuration.rebalanceHookTimeout = .seconds(10)
@@ -77,7 +78,10 @@ final class TestConsumer: Sendable {
         let offsetStore: Locked<[KafkaTopicPartition: Int64]>?
         init(offsetStore: Locked<[KafkaTopicPartition: Int64]>?) { self.offsetStore = offsetStore }
 
+        /// Ownership as the event stream tells it (assigned adds, revoked removes).
         var owned: Set<KafkaTopicPartition> = []
+        /// Partitions the revocation hook gave up; their revoked event may still be on its way.
+        var released: Set<KafkaTopicPartition> = []
         var processed: [KafkaMessage] = []
         var uncommitted: [KafkaTopicPartition: Int64] = [:]
         var assignments: [[KafkaPartitionAssignment]] = []
@@ -87,7 +91,7 @@ final class TestConsumer: Sendable {
             switch event {
             case .message(let message):
                 // A message dequeued after its partition was revoked belongs to the next owner now.
-                guard owned.contains(message.topicPartition) else { return }
+                guard owned.contains(message.topicPartition), !released.contains(message.topicPartition) else { return }
                 processed.append(message)
                 offsetStore?.withLock { $0[message.topicPartition] = message.nextOffset }
                 uncommitted[message.topicPartition] = message.nextOffset
@@ -95,13 +99,15 @@ final class TestConsumer: Sendable {
                 owned.formUnion(assignments.map(\.topicPartition))
                 self.assignments.append(assignments)
             case .partitionsRevoked(let partitions, _):
+                owned.subtract(partitions)
+                released.subtract(partitions)
                 revocations.append(partitions)
             }
         }
 
         /// Stops processing the partitions and returns what must be committed for them.
         func release(_ partitions: [KafkaTopicPartition]) -> [KafkaTopicPartition: Int64] {
-            owned.subtract(partitions)
+            released.formUnion(partitions)
             return uncommitted.filter { partitions.contains($0.key) }
         }
 
@@ -111,8 +117,9 @@ final class TestConsumer: Sendable {
             }
         }
 
-        func pendingForOwned() -> [KafkaTopicPartition: Int64] { uncommitted.filter { owned.contains($0.key) } }
-        func ownedPartitions() -> Set<KafkaTopicPartition> { owned }
+        func pendingForOwned() -> [KafkaTopicPartition: Int64] {
+            uncommitted.filter { owned.contains($0.key) && !released.contains($0.key) }
+        }
         func processedValues() -> [String] { processed.map { String(decoding: $0.value, as: UTF8.self) } }
     }
 
@@ -165,6 +172,9 @@ final class TestConsumer: Sendable {
         }
         tasks.withLock { $0 = [runTask, eventTask] }
     }
+
+    /// The assignment as librdkafka has it now.
+    func assignment() -> Set<KafkaTopicPartition> { Set((try? consumer.assignment()) ?? []) }
 
     func stop() async {
         consumer.shutdown()

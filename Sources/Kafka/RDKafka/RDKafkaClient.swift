@@ -157,10 +157,21 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
-        for topic in topicHandles.withLock({ Array($0.values) }) { rd_kafka_topic_destroy(topic) }
-        rd_kafka_destroy(handle)
-        context.release()
+        let topics = topicHandles.withLock { $0.values.map(SendableHandle.init(pointer:)) }
+        let handle = SendableHandle(pointer: handle)
+        let context = context
+        // rd_kafka_destroy may block (a consumer leaves its group); the last reference can be
+        // dropped anywhere, including on the cooperative pool, so the destruction moves off it.
+        Self.destroyQueue.async {
+            for topic in topics { rd_kafka_topic_destroy(topic.pointer) }
+            rd_kafka_destroy(handle.pointer)
+            context.release()
+        }
     }
+
+    private static let destroyQueue = DispatchQueue(label: "clipd.kafka.destroy")
+
+    private struct SendableHandle: @unchecked Sendable { let pointer: OpaquePointer }
 
     private static func installCallbacks(_ configuration: OpaquePointer, kind: Kind, context: RDKafkaCallbackContext) {
         rd_kafka_conf_set_log_cb(configuration) { rk, level, facility, text in
