@@ -72,14 +72,18 @@ public final class KafkaConsumer: Sendable {
     private func pollUntilStopped() throws {
         var fatal: KafkaError?
         while !pollLoop.withLock({ $0.stopRequested }) {
+            // A fatal error reported through librdkafka's error callback ends the sequence there.
+            if case .finished(let error?) = state.withLock({ $0.lifecycle }) {
+                fatal = error
+                break
+            }
             switch client.consumerPoll(timeoutMilliseconds: 100) {
             case .message(let message)?:
                 state.withLock { state in perform(state.enqueue(.message(message))) }
             case .error(let error)?:
-                if error.isFatal { fatal = error; break }
-                logger.warning("\(error)")
+                if error.isFatal { fatal = error } else { logger.warning("\(error)") }
             case nil:
-                if case .finished(let error?) = state.withLock({ $0.lifecycle }) { fatal = error }
+                break
             }
             if fatal != nil { break }
         }
