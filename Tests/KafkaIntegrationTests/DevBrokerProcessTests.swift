@@ -12,13 +12,20 @@ extension KafkaIntegration {
         /// The clipd executable `swift build` made next to this test bundle (or CLIPD_BINARY).
         static func clipdBinary() throws -> URL {
             if let path = ProcessInfo.processInfo.environment["CLIPD_BINARY"] { return URL(fileURLWithPath: path) }
-            let bundle = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
-            let candidates = [bundle?.deletingLastPathComponent().appendingPathComponent("clipd"),
-                              repositoryRoot.appendingPathComponent(".build/debug/clipd")].compactMap { $0 }
+            // The test runner lives in the build folder next to the products, whatever --scratch-path was.
+            let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+            let candidates = [runner.appendingPathComponent("clipd"),
+                              runner.deletingLastPathComponent().appendingPathComponent("clipd"),
+                              repositoryRoot.appendingPathComponent(".build/debug/clipd")]
             guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-                throw TimedOut(what: "a built clipd executable (run `swift build` first or set CLIPD_BINARY); looked at \(candidates.map(\.path))")
+                throw MissingExecutable(searched: candidates.map(\.path))
             }
             return found
+        }
+
+        struct MissingExecutable: Error, CustomStringConvertible {
+            let searched: [String]
+            var description: String { "no built clipd executable (run `swift build` first or set CLIPD_BINARY); looked at \(searched)" }
         }
 
         /// A child process whose stdout and stderr are collected as they arrive.
