@@ -36,7 +36,7 @@ public struct RecordValidator: Sendable {
         }
         let document: JSONValue
         do {
-            document = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+            document = try JSONValue.parse(Data(bytes))
         } catch {
             return .failure(.init(field: nil, message: "not valid JSON"))
         }
@@ -119,7 +119,7 @@ public struct RecordValidator: Sendable {
         guard allowedSchemes.contains(scheme) else {
             throw RecordValidationError(field: field, message: "scheme \"\(url[..<separator.lowerBound])\" is not supported (use http, https or file)")
         }
-        if url.unicodeScalars.contains(where: { $0.properties.isWhitespace }) {
+        if url.unicodeScalars.contains(where: { $0.isASCII ? $0 == " " || ("\t"..."\r").contains($0) : $0.properties.isWhitespace }) {
             throw RecordValidationError(field: field, message: "contains whitespace (percent-encode it)")
         }
         let rest = url[separator.upperBound...]

@@ -46,6 +46,15 @@ private func loadSchema() throws -> JSONValue {
         #expect(message(#"{"image_url":"https://h/a","caption":"a\u0000b"}"#) == "caption: contains a NUL character (U+0000)")
     }
 
+    @Test func metadataKeepsJSONTypesExactly() throws {
+        let record = try validator.validate(#"{"image_url":"https://h/a","metadata":{"t":true,"f":false,"one":1,"half":0.5,"big":12345678901234567890,"neg":-7,"s":"1","n":null,"a":[0,1.0,"x"],"o":{"k":{}}}}"#).get()
+        #expect(record.metadata == [
+            "t": .bool(true), "f": .bool(false), "one": .integer(1), "half": .number(0.5),
+            "big": .number(12345678901234567890), "neg": .integer(-7), "s": .string("1"), "n": .null,
+            "a": .array([.integer(0), .number(1.0), .string("x")]), "o": .object(["k": .object([:])]),
+        ])
+    }
+
     @Test func rejectsMessagesOverTheByteLimit() {
         let caption = String(repeating: "a", count: RecordValidator.maxMessageBytes)
         let result = validator.validate(#"{"image_url":"https://h/a","metadata":{"big":"\#(caption)"}}"#)
