@@ -36,13 +36,16 @@ public struct PublishSummary: Sendable, Hashable {
 
 /// Validates JSON lines and publishes the valid ones, keyed by `id` (no id, no key).
 /// Blank lines are skipped; line numbers count from 1 and include blank lines.
+/// Up to `batchesInFlight` batches await delivery while the next ones are validated and sent.
 public struct RecordPublisher: Sendable {
     public var batchSize: Int
+    public var batchesInFlight: Int
     public var validator = RecordValidator()
 
-    public init(batchSize: Int = 1000) {
-        precondition(batchSize > 0)
+    public init(batchSize: Int = 1000, batchesInFlight: Int = 8) {
+        precondition(batchSize > 0 && batchesInFlight > 0)
         self.batchSize = batchSize
+        self.batchesInFlight = batchesInFlight
     }
 
     /// Splits `input` on newlines (a trailing `\r` is dropped) and publishes it.
@@ -52,38 +55,54 @@ public struct RecordPublisher: Sendable {
         onProblem: (PublishSummary.LineProblem) -> Void = { _ in }
     ) async -> PublishSummary {
         var summary = PublishSummary()
-        var batch: [OutgoingRecord] = []
-        func flush() async {
-            guard !batch.isEmpty else { return }
-            let results = await sink.deliver(batch)
-            for (record, failure) in zip(batch, results) {
-                if let failure {
-                    let problem = PublishSummary.LineProblem(lineNumber: record.lineNumber, reason: "not delivered: \(failure)")
-                    summary.undelivered.append(problem)
-                    onProblem(problem)
-                } else {
-                    summary.delivered += 1
+        await withTaskGroup(of: [(lineNumber: Int, failure: String?)].self) { deliveries in
+            var inFlight = 0
+            func account(_ results: [(lineNumber: Int, failure: String?)]) {
+                for (lineNumber, failure) in results {
+                    if let failure {
+                        let problem = PublishSummary.LineProblem(lineNumber: lineNumber, reason: "not delivered: \(failure)")
+                        summary.undelivered.append(problem)
+                        onProblem(problem)
+                    } else {
+                        summary.delivered += 1
+                    }
                 }
             }
-            batch.removeAll(keepingCapacity: true)
-        }
-        var lineNumber = 0
-        for rawLine in input.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = rawLine
-            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            switch validator.validate(line) {
-            case .success(let record):
-                batch.append(OutgoingRecord(lineNumber: lineNumber, key: record.id.map { Array($0.utf8) }, value: Array(line)))
-                if batch.count >= batchSize { await flush() }
-            case .failure(let error):
-                let problem = PublishSummary.LineProblem(lineNumber: lineNumber, reason: error.description)
-                summary.invalid.append(problem)
-                onProblem(problem)
+            func send(_ batch: [OutgoingRecord]) async {
+                if inFlight == batchesInFlight, let results = await deliveries.next() {
+                    inFlight -= 1
+                    account(results)
+                }
+                inFlight += 1
+                deliveries.addTask {
+                    let failures = await sink.deliver(batch)
+                    return zip(batch, failures).map { ($0.lineNumber, $1) }
+                }
             }
+            var batch: [OutgoingRecord] = []
+            var lineNumber = 0
+            for rawLine in input.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                lineNumber += 1
+                var line = rawLine
+                if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+                switch validator.validate(line) {
+                case .success(let record):
+                    batch.append(OutgoingRecord(lineNumber: lineNumber, key: record.id.map { Array($0.utf8) }, value: Array(line)))
+                    if batch.count >= batchSize {
+                        await send(batch)
+                        batch.removeAll(keepingCapacity: true)
+                    }
+                case .failure(let error):
+                    let problem = PublishSummary.LineProblem(lineNumber: lineNumber, reason: error.description)
+                    summary.invalid.append(problem)
+                    onProblem(problem)
+                }
+            }
+            if !batch.isEmpty { await send(batch) }
+            for await results in deliveries { account(results) }
         }
-        await flush()
+        summary.undelivered.sort { $0.lineNumber < $1.lineNumber }
         return summary
     }
 }
