@@ -211,9 +211,9 @@ public final class KafkaConsumer: Sendable {
         try await BlockingCall.run { [client] in try client.seek(offsets, timeoutMilliseconds: Int32(timeout.milliseconds)) }
     }
 
-    /// The partitions assigned to this consumer now.
-    public func assignment() throws -> [KafkaTopicPartition] {
-        try client.assignment().sorted()
+    /// The partitions assigned to this consumer now (a round trip to librdkafka's main thread).
+    public func assignment() async throws -> [KafkaTopicPartition] {
+        try await BlockingCall.run { [client] in try client.assignment().sorted() }
     }
 
     // MARK: Flow control

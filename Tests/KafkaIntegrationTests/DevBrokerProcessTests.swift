@@ -98,7 +98,7 @@ extension KafkaIntegration {
             let one = try TestConsumer(name: "one", configuration: configuration)
             let two = try TestConsumer(name: "two", configuration: configuration)
             try await waitUntil("two members splitting 4 partitions") {
-                let (a, b) = (one.assignment(), two.assignment())
+                let (a, b) = (await one.assignment(), await two.assignment())
                 return a.count == 2 && b.count == 2 && a.isDisjoint(with: b)
             }
 

@@ -82,7 +82,7 @@ extension KafkaIntegration {
             let one = try TestConsumer(name: "one", configuration: configuration, offsetStore: store)
             let two = try TestConsumer(name: "two", configuration: configuration, offsetStore: store)
             try await waitUntil("two members splitting 6 partitions") {
-                let (a, b) = (one.assignment(), two.assignment())
+                let (a, b) = (await one.assignment(), await two.assignment())
                 return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b).count == 6
             }
             try await produce(producer, topic: topic, 0..<150, keys: 50)
@@ -95,7 +95,7 @@ extension KafkaIntegration {
             // Messages keep flowing while the group rebalances.
             try await produce(producer, topic: topic, 150..<300, keys: 50)
             try await waitUntil("three members splitting 6 partitions") {
-                let owned = [one.assignment(), two.assignment(), three.assignment()]
+                let owned = [await one.assignment(), await two.assignment(), await three.assignment()]
                 return owned.allSatisfy { !$0.isEmpty } && owned.map(\.count).reduce(0, +) == 6
                     && owned[0].union(owned[1]).union(owned[2]).count == 6
             }
@@ -207,7 +207,7 @@ extension KafkaIntegration {
             let p0 = KafkaTopicPartition(topic: "pause", partition: 0)
             let producer = try makeProducer(cluster)
             let reader = try TestConsumer(name: "reader", configuration: fastConsumerConfiguration(cluster, group: "pause", topic: "pause"))
-            try await waitUntil("the assignment") { reader.assignment().count == 2 }
+            try await waitUntil("the assignment") { await reader.assignment().count == 2 }
 
             try reader.consumer.pause([p0])
             try await produce(producer, topic: "pause", 0..<20, partition: { Int32($0 % 2) })

@@ -174,7 +174,7 @@ final class TestConsumer: Sendable {
     }
 
     /// The assignment as librdkafka has it now.
-    func assignment() -> Set<KafkaTopicPartition> { Set((try? consumer.assignment()) ?? []) }
+    func assignment() async -> Set<KafkaTopicPartition> { Set((try? await consumer.assignment()) ?? []) }
 
     func stop() async {
         consumer.shutdown()
