@@ -16,6 +16,14 @@ struct DevBrokerCommand: ParsableCommand {
             SIGTERM or SIGINT. Consumers in other processes can join groups on it. librdkafka 2.0.2 \
             picks the brokers' ports itself; with --port, the given port forwards to the first broker, \
             which is enough for bootstrapping (clients then connect to the ports the brokers advertise).
+
+            With --stdin-commands, faults can be injected by writing commands to stdin, one per line; \
+            each is answered on stdout with "ok" or "error: <reason>":
+              broker-down ID | broker-up ID          (broker ids are 1…--brokers)
+              leader TOPIC PARTITION ID
+              request-errors REQUEST CODE[,CODE…]    (REQUEST: \(KafkaMockCluster.Request.allCases.map { "\($0)" }.joined(separator: ", ")); \
+            CODE: Kafka error code, e.g. 6 = NOT_LEADER_FOR_PARTITION, 7 = REQUEST_TIMED_OUT, -195 = transport failure)
+              create-topic NAME PARTITIONS [REPLICATION]
             """)
 
     @Option(help: "Port on 127.0.0.1 for the bootstrap address (default: the first broker's own port).")
@@ -32,6 +40,9 @@ struct DevBrokerCommand: ParsableCommand {
 
     @Option(help: "Topic to create (repeatable). Unknown topics are auto-created with 4 partitions.")
     var topic: [String] = []
+
+    @Flag(help: "Read fault-injection commands from stdin (see above).")
+    var stdinCommands = false
 
     func validate() throws {
         if brokers < 1 { throw ValidationError("--brokers must be at least 1") }
@@ -63,6 +74,22 @@ struct DevBrokerCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data("\(bootstrap)\n".utf8))
         logger.notice("dev broker serving \(brokers) brokers at \(cluster.bootstrapServers); topics: \(topic.isEmpty ? "auto-created" : topic.joined(separator: ","))")
 
+        // Opt-in: a background job reading a terminal would be stopped by SIGTTIN.
+        if stdinCommands {
+            Thread.detachNewThread { [cluster] in
+                while let line = readLine() {
+                    let reply: String
+                    do {
+                        try Self.perform(line, on: cluster)
+                        reply = "ok"
+                    } catch {
+                        reply = "error: \(error)"
+                    }
+                    FileHandle.standardOutput.write(Data("\(reply)\n".utf8))
+                }
+            }
+        }
+
         let stop = DispatchSemaphore(value: 0)
         var sources: [DispatchSourceSignal] = []
         for signalNumber in [SIGTERM, SIGINT] {
@@ -76,6 +103,41 @@ struct DevBrokerCommand: ParsableCommand {
         logger.notice("dev broker stopping")
         forwarder?.close()
         withExtendedLifetime((cluster, sources)) {}
+    }
+}
+
+extension DevBrokerCommand {
+    struct CommandError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func perform(_ line: String, on cluster: KafkaMockCluster) throws {
+        let words = line.split(separator: " ").map(String.init)
+        func number<T: FixedWidthInteger>(_ index: Int, _ what: String) throws -> T {
+            guard index < words.count, let value = T(words[index]) else { throw CommandError(description: "\(what) must be a number") }
+            return value
+        }
+        switch words.first {
+        case "broker-down"?: try cluster.setBrokerDown(number(1, "ID"))
+        case "broker-up"?: try cluster.setBrokerUp(number(1, "ID"))
+        case "leader"?:
+            guard words.count == 4 else { throw CommandError(description: "usage: leader TOPIC PARTITION ID") }
+            try cluster.setPartitionLeader(KafkaTopicPartition(topic: words[1], partition: number(2, "PARTITION")), brokerID: number(3, "ID"))
+        case "request-errors"?:
+            guard words.count == 3, let request = KafkaMockCluster.Request.allCases.first(where: { "\($0)" == words[1] }) else {
+                throw CommandError(description: "usage: request-errors REQUEST CODE[,CODE…] with REQUEST one of \(KafkaMockCluster.Request.allCases.map { "\($0)" })")
+            }
+            let codes = try words[2].split(separator: ",").map { text -> KafkaError.Code in
+                guard let code = Int32(text) else { throw CommandError(description: "error code \(text) is not a number") }
+                return KafkaError.Code(rawValue: code)
+            }
+            cluster.pushRequestErrors(request, codes)
+        case "create-topic"?:
+            guard words.count == 3 || words.count == 4 else { throw CommandError(description: "usage: create-topic NAME PARTITIONS [REPLICATION]") }
+            try cluster.createTopic(words[1], partitions: number(2, "PARTITIONS"), replicationFactor: words.count == 4 ? number(3, "REPLICATION") : 1)
+        default:
+            throw CommandError(description: "unknown command \"\(line)\" (broker-down, broker-up, leader, request-errors, create-topic)")
+        }
     }
 }
 

@@ -34,7 +34,10 @@ extension KafkaIntegration {
             let output = Locked(Data())
             let errors = Locked(Data())
 
-            init(_ arguments: [String], stdin: Data? = nil) throws {
+            private let commandPipe: Pipe?
+
+            init(_ arguments: [String], stdin: Data? = nil, acceptsCommands: Bool = false) throws {
+                commandPipe = acceptsCommands ? Pipe() : nil
                 process = Process()
                 process.executableURL = try DevBrokerProcessTests.clipdBinary()
                 process.arguments = arguments
@@ -50,7 +53,10 @@ extension KafkaIntegration {
                     let data = handle.availableData
                     errors.withLock { $0.append(data) }
                 }
-                if let stdin {
+                if let commandPipe {
+                    process.standardInput = commandPipe
+                    try process.run()
+                } else if let stdin {
                     let stdinPipe = Pipe()
                     process.standardInput = stdinPipe
                     try process.run()
@@ -59,6 +65,14 @@ extension KafkaIntegration {
                 } else {
                     try process.run()
                 }
+            }
+
+            /// Writes one command line and waits for its one-line reply.
+            func command(_ line: String) async throws -> String {
+                let before = stdout.split(separator: "\n").count
+                commandPipe?.fileHandleForWriting.write(Data("\(line)\n".utf8))
+                try await waitUntil("a reply to \(line)") { self.stdout.split(separator: "\n").count > before }
+                return String(stdout.split(separator: "\n")[before])
             }
 
             var stdout: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
@@ -123,6 +137,43 @@ extension KafkaIntegration {
             #expect(countOne > 0 && countTwo > 0)
 
             broker.process.terminate()  // SIGTERM
+            #expect(try await broker.waitForExit() == 0)
+        }
+
+        @Test func faultsInjectedThroughStdinDelayButLoseNothing() async throws {
+            let broker = try Child(["dev-broker", "--brokers", "2", "--partitions", "2", "--topic", "faults", "--stdin-commands"],
+                                   acceptsCommands: true)
+            try await waitUntil("the bootstrap address line") { broker.stdout.contains("\n") }
+            let bootstrap = String(broker.stdout.prefix { $0 != "\n" })
+            #expect(try await broker.command("leader faults 0 1") == "ok")
+            #expect(try await broker.command("leader faults 1 2") == "ok")
+            #expect(try await broker.command("broker-down 9").hasPrefix("error: "))
+            #expect(try await broker.command("explode").hasPrefix("error: unknown command"))
+
+            var configuration = KafkaProducerConfiguration(bootstrapServers: bootstrap)
+            configuration.additionalProperties = ["reconnect.backoff.ms": "50", "reconnect.backoff.max.ms": "500", "retry.backoff.ms": "50"]
+            let producer = try KafkaProducer(configuration: configuration, logger: testLogger)
+            try await produce(producer, topic: "faults", 0..<10, partition: { Int32($0 % 2) })
+
+            #expect(try await broker.command("broker-down 1") == "ok")
+            let delivered = Locked(0)
+            let sending = Task {
+                let reports = try await produce(producer, topic: "faults", 10..<30, partition: { Int32($0 % 2) })
+                delivered.withLock { $0 = reports.count }
+                return reports
+            }
+            #expect(try await broker.command("request-errors produce 6,7") == "ok")
+            #expect(delivered.withLock { $0 } == 0, "partition 0's leader is down, so the batch cannot be complete")
+            #expect(try await broker.command("broker-up 1") == "ok")
+            let reports = try await sending.value
+            await producer.shutdown()
+            #expect(reports.count == 20)
+            // Idempotent retries: each partition's offsets are dense, no duplicates.
+            for partition: Int32 in [0, 1] {
+                #expect(reports.filter { $0.partition == partition }.map(\.offset).sorted() == Array(5..<15))
+            }
+
+            broker.process.terminate()
             #expect(try await broker.waitForExit() == 0)
         }
 
