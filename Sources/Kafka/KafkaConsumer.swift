@@ -6,6 +6,19 @@ import Logging
 ///
 /// Nothing is committed unless the application calls `commit`: after a crash or a rebalance,
 /// consumption resumes at the last committed (or supplied) offset, so delivery is at-least-once.
+///
+/// For exactly-once results, store each partition's next offset in the same transaction as the
+/// results and hand them back through `startingOffsets`; in `partitionsRevoked`, finish (write)
+/// or drop the in-flight work of those partitions and stop taking their messages (track
+/// ownership from the `events` stream: a partition is yours from `.partitionsAssigned` until
+/// the hook runs). Commit to Kafka as well (`commitInBackground`) so lag stays visible.
+///
+///     var configuration = KafkaConsumerConfiguration(bootstrapServers: brokers, groupID: "clipd", topics: ["images"])
+///     configuration.startingOffsets = { partitions in await database.nextOffsets(for: partitions) }
+///     configuration.partitionsRevoked = { partitions, _ in await pipeline.finish(partitions) }
+///     let consumer = try KafkaConsumer(configuration: configuration, logger: logger)
+///     async let polling: Void = consumer.run()
+///     for try await event in consumer.events { … }
 public final class KafkaConsumer: Sendable {
     private let client: RDKafkaClient
     private let state: Locked<ConsumerStateMachine>
