@@ -220,6 +220,23 @@ extension KafkaIntegration {
             await reader.stop()
         }
 
+        @Test func seekingMovesTheReadPosition() async throws {
+            let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
+            try cluster.createTopic("seek", partitions: 1)
+            let partition = KafkaTopicPartition(topic: "seek", partition: 0)
+            let producer = try makeProducer(cluster)
+            try await produce(producer, topic: "seek", 0..<10)
+            await producer.shutdown()
+            let reader = try TestConsumer(name: "reader", configuration: fastConsumerConfiguration(cluster, group: "seek", topic: "seek"),
+                                          commitEachMessage: false)
+            try await waitUntil("10 messages") { await reader.worker.processed.count == 10 }
+            try await reader.consumer.seek([partition: 4])
+            try await waitUntil("6 messages again") { await reader.worker.processed.count == 16 }
+            let offsets = await reader.worker.processed.map(\.offset)
+            await reader.stop()
+            #expect(offsets == Array(0..<10) + Array(4..<10))
+        }
+
         @Test func statisticsReportConsumerLag() async throws {
             let cluster = try KafkaMockCluster(brokers: 1, logger: testLogger)
             try cluster.createTopic("stats", partitions: 1)
