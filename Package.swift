@@ -18,13 +18,35 @@ let package = Package(
         .systemLibrary(name: "CRdKafka", path: "Sources/CRdKafka"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
 
         // Numerics: dense Float32 tensors, forward and backward kernels.
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
+        // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        // Image decoding and CLIP preprocessing identical to Pillow/open_clip.
+        .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Exact CLIP byte-level BPE tokenizer.
-        .target(name: "CLIPTokenizer", dependencies: ["CZlib"]),
+        .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
+                resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
+        // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
+        .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        // Synthetic captioned shape scenes for training demos and tests.
+        .target(name: "Synthetic"),
+        // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
+        .target(name: "Pipeline", dependencies: [
+            "CLIP", "Tensor", "Synthetic",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
+        .target(name: "ZeroShot"),
+        // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
+        .target(name: "Postgres", dependencies: [
+            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Kafka record format and its validation (no C dependencies).
         .target(name: "Records"),
         // librdkafka consumer/producer/admin and the mock cluster, behind one seam.
@@ -34,13 +56,31 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
         .target(name: "clipd", dependencies: [
-            "Tensor", "CLIP", "CLIPTokenizer", "Records", "Kafka",
+            "Pipeline",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot", "Records", "Kafka",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Benchmarks/pg_writes.sh: COPY versus multi-row INSERT for the daemon's write batches.
+        .executableTarget(name: "PostgresWritesBench", dependencies: [
+            "Postgres", .product(name: "Logging", package: "swift-log"),
+        ], path: "Benchmarks/PostgresWrites"),
+
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
+        // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
+        .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
+        .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
+        .testTarget(name: "PostgresIntegrationTests", dependencies: [
+            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
         .testTarget(name: "KafkaIntegrationTests", dependencies: [

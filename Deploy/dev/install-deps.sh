@@ -2,7 +2,7 @@
 # Installs the Debian packages clipd builds and tests against (idempotent).
 set -euo pipefail
 PKGS=(libopenblas-dev libjpeg-dev libpng-dev librdkafka-dev libpq-dev zlib1g-dev
-      libcurl4-openssl-dev postgresql postgresql-contrib)
+      libcurl4-openssl-dev ca-certificates openssl postgresql postgresql-contrib)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,10 +1,23 @@
 import ArgumentParser
 
-struct ClipdCommand: ParsableCommand {
+
+struct ClipdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "clipd",
         abstract: "CLIP embeddings and zero-shot tags for a Kafka stream, stored in PostgreSQL.",
         subcommands: [
+            EmbedCommand.self,
+            BenchCommand.self,
+            BLASCheckCommand.self,
+            ClassifyCommand.self,
+            ModelCommand.self,
+            SearchCommand.self,
+            FinetuneCommand.self,
+            TokenizeCommand.self,
+            FetchCommand.self,
+            PreprocessCommand.self,
+            MigrateCommand.self,
+            LabelsCommand.self,
             PublishCommand.self,
             DevBrokerCommand.self,
         ]

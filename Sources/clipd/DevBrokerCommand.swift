@@ -7,7 +7,7 @@ import Logging
 import Glibc
 #endif
 
-struct DevBrokerCommand: ParsableCommand {
+struct DevBrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-broker",
         abstract: "Run a local Kafka-protocol cluster (librdkafka's mock cluster) for development and tests.",
@@ -53,7 +53,7 @@ struct DevBrokerCommand: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         var logger = Logger(label: "clipd.dev-broker", factory: { StreamLogHandler.standardError(label: $0) })
         logger.logLevel = .notice
         let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
@@ -90,16 +90,16 @@ struct DevBrokerCommand: ParsableCommand {
             }
         }
 
-        let stop = DispatchSemaphore(value: 0)
+        let (stops, stop) = AsyncStream.makeStream(of: Int32.self)
         var sources: [DispatchSourceSignal] = []
         for signalNumber in [SIGTERM, SIGINT] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { stop.signal() }
+            source.setEventHandler { stop.yield(signalNumber) }
             source.resume()
             sources.append(source)
         }
-        stop.wait()
+        for await _ in stops { break }
         logger.notice("dev broker stopping")
         forwarder?.close()
         withExtendedLifetime((cluster, sources)) {}

@@ -4,7 +4,7 @@ import Kafka
 import Logging
 import Records
 
-struct PublishCommand: ParsableCommand {
+struct PublishCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "publish",
         abstract: "Validate JSON-lines records and publish the valid ones to a Kafka topic, keyed by id.",
@@ -43,19 +43,20 @@ struct PublishCommand: ParsableCommand {
         if deliveryTimeout < 1 { throw ValidationError("--delivery-timeout must be at least 1 second") }
     }
 
-    func run() throws {
-        let bytes: [UInt8]
-        if input == "-" {
-            bytes = Array(FileHandle.standardInput.readDataToEndOfFile())
-        } else {
-            guard let data = FileManager.default.contents(atPath: input) else {
-                throw ValidationError("cannot read \(input)")
+    func run() async throws {
+        let input = input
+        // Reading a file or a pipe blocks; it happens on a Dispatch thread, not the cooperative pool.
+        let data: Data? = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(returning: input == "-"
+                    ? FileHandle.standardInput.readDataToEndOfFile()
+                    : FileManager.default.contents(atPath: input))
             }
-            bytes = Array(data)
         }
+        guard let data else { throw ValidationError("cannot read \(input)") }
         var logger = Logger(label: "clipd.publish", factory: { StreamLogHandler.standardError(label: $0) })
         logger.logLevel = .warning
-        let summary = try runBlocking { [self, logger] in try await publish(bytes, logger: logger) }
+        let summary = try await publish(Array(data), logger: logger)
         print(summary.json)
         if !summary.succeeded { throw ExitCode.failure }
     }
@@ -88,24 +89,4 @@ struct ProducerRecordSink: RecordSink {
             return nil
         }
     }
-}
-
-/// Runs async work from a synchronous command, waiting on the calling (main) thread, which is
-/// not one of the cooperative pool's threads.
-fileprivate func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let result = LockedResult<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { result.set(.success(try await body())) } catch { result.set(.failure(error)) }
-        done.signal()
-    }
-    done.wait()
-    return try result.get()
-}
-
-private final class LockedResult<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Result<T, any Error>?
-    func set(_ newValue: Result<T, any Error>) { lock.lock(); value = newValue; lock.unlock() }
-    func get() throws -> T { lock.lock(); defer { lock.unlock() }; return try value!.get() }
 }

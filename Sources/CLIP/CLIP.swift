@@ -1,2 +1,0 @@
-import Tensor
-public enum CLIPPlaceholder {}

@@ -1,0 +1,73 @@
+import Tensor
+
+/// Callback receiving named intermediate activations (fixture names such as
+/// `vision.resblock.0.after_attn`) with their shape; used by fidelity tests and debugging.
+public typealias ActivationObserver = (_ name: String, _ shape: [Int], _ values: UnsafeBufferPointer<Float>) -> Void
+
+/// Everything one pre-LN residual block computes for a batch, kept for backward.
+/// Shape letters: B batch, T tokens, C width, M MLP width, NH heads, N = B*T.
+final class BlockActivations {
+    let b: Int, t: Int, c: Int, m: Int, nh: Int
+    var n: Int { b * t }
+    let input: UnsafeMutablePointer<Float>      // [N,C] residual stream entering the block
+    let ln1: UnsafeMutablePointer<Float>        // [N,C]
+    let ln1Mean: UnsafeMutablePointer<Float>    // [N]
+    let ln1Rstd: UnsafeMutablePointer<Float>    // [N]
+    let qkv: UnsafeMutablePointer<Float>        // [N,3C]
+    let att: UnsafeMutablePointer<Float>?       // [B,NH,T,T] attention probabilities (training only)
+    let attnOut: UnsafeMutablePointer<Float>    // [N,C] heads before out_proj
+    let afterAttn: UnsafeMutablePointer<Float>  // [N,C] input + attention branch
+    let ln2: UnsafeMutablePointer<Float>        // [N,C]
+    let ln2Mean: UnsafeMutablePointer<Float>    // [N]
+    let ln2Rstd: UnsafeMutablePointer<Float>    // [N]
+    let fc: UnsafeMutablePointer<Float>         // [N,M] before the activation
+    let act: UnsafeMutablePointer<Float>        // [N,M]
+    let branch: UnsafeMutablePointer<Float>     // [N,C] scratch for a branch output
+
+    init(b: Int, t: Int, c: Int, m: Int, nh: Int, keepAttention: Bool) {
+        self.b = b; self.t = t; self.c = c; self.m = m; self.nh = nh
+        let n = b * t
+        func buf(_ k: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(k, 1)) }
+        input = buf(n * c); ln1 = buf(n * c); ln1Mean = buf(n); ln1Rstd = buf(n)
+        qkv = buf(n * 3 * c); att = keepAttention ? buf(b * nh * t * t) : nil
+        attnOut = buf(n * c); afterAttn = buf(n * c); ln2 = buf(n * c); ln2Mean = buf(n); ln2Rstd = buf(n)
+        fc = buf(n * m); act = buf(n * m); branch = buf(n * c)
+    }
+
+    deinit {
+        for p in [input, ln1, ln1Mean, ln1Rstd, qkv, attnOut, afterAttn, ln2, ln2Mean, ln2Rstd, fc, act, branch] { p.deallocate() }
+        att?.deallocate()
+    }
+}
+
+/// Pointers to one block's parameters inside a `ParameterStore`.
+struct BlockWeights {
+    let ln1W, ln1B, inProjW, inProjB, outProjW, outProjB, ln2W, ln2B, fcW, fcB, projW, projB: UnsafeMutablePointer<Float>
+
+    init(_ p: ParameterStore, prefix: String) {
+        ln1W = p["\(prefix).ln_1.weight"]; ln1B = p["\(prefix).ln_1.bias"]
+        inProjW = p["\(prefix).attn.in_proj_weight"]; inProjB = p["\(prefix).attn.in_proj_bias"]
+        outProjW = p["\(prefix).attn.out_proj.weight"]; outProjB = p["\(prefix).attn.out_proj.bias"]
+        ln2W = p["\(prefix).ln_2.weight"]; ln2B = p["\(prefix).ln_2.bias"]
+        fcW = p["\(prefix).mlp.c_fc.weight"]; fcB = p["\(prefix).mlp.c_fc.bias"]
+        projW = p["\(prefix).mlp.c_proj.weight"]; projB = p["\(prefix).mlp.c_proj.bias"]
+    }
+}
+
+/// `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))` in place on the residual stream x [B,T,C].
+func blockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, acts a: BlockActivations,
+                  causal: Bool, activation: Activation, eps: Float) {
+    let n = a.n, c = a.c, m = a.m
+    a.input.update(from: x, count: n * c)
+    layerNormForward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps)
+    linearForward(out: a.qkv, inp: a.ln1, weight: w.inProjW, bias: w.inProjB, n: n, c: c, oc: 3 * c)
+    attentionForward(out: a.attnOut, att: a.att, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal)
+    linearForward(out: a.branch, inp: a.attnOut, weight: w.outProjW, bias: w.outProjB, n: n, c: c, oc: c)
+    for i in 0..<(n * c) { x[i] += a.branch[i] }
+    a.afterAttn.update(from: x, count: n * c)
+    layerNormForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps)
+    linearForward(out: a.fc, inp: a.ln2, weight: w.fcW, bias: w.fcB, n: n, c: c, oc: m)
+    activation.forward(out: a.act, inp: a.fc, count: n * m)
+    linearForward(out: a.branch, inp: a.act, weight: w.projW, bias: w.projB, n: n, c: m, oc: c)
+    for i in 0..<(n * c) { x[i] += a.branch[i] }
+}

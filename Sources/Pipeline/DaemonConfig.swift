@@ -1,0 +1,97 @@
+/// Everything `clipd run` can be configured with. The executable layers it from defaults, a
+/// JSON file, `CLIPD_*` environment variables and flags (in rising precedence); the pipeline
+/// only ever sees this plain value.
+public struct DaemonConfig: Sendable, Equatable, Codable {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    public var brokers = "127.0.0.1:9092"
+    public var topic = "clipd.records"
+    /// Consumer group; daemons with the same group share the topic's partitions.
+    public var group = "clipd"
+    /// Dead-letter topic; default `<topic>.dlq`.
+    public var dlqTopic: String?
+    /// Partition assignment: `cooperative-sticky` or `range`.
+    public var assignmentStrategy = "cooperative-sticky"
+    public var databaseURL = "postgres://127.0.0.1:5432/clipd"
+    /// Model checkpoint (see `clipd embed --help`); nil means the active row of model_versions.
+    public var model: String?
+    /// Label set for records that do not name one.
+    public var labelSet = "default"
+    public var topK = 5
+    /// Directories `file://` image URLs may point into (none: file URLs refused).
+    public var allowFileRoots: [String] = []
+    /// Allow image URLs that resolve to loopback/private/link-local addresses.
+    public var allowPrivateNetworks = false
+    public var batchSize = 32
+    public var batchLatencyMs = 250
+    /// Decode/preprocess worker threads (0 = automatic: cores - BLAS threads, at least 1).
+    public var workers = 0
+    /// BLAS threads for the encoder (0 = automatic: all cores).
+    public var threads = 0
+    /// Records admitted but not yet written; the consumer pauses beyond this.
+    public var maxInFlight = 256
+    /// Port of the /metrics, /healthz, /readyz endpoint (0 = off).
+    public var httpPort = 9464
+    public var httpHost = "0.0.0.0"
+    /// On SIGTERM, how long in-flight batches may take to be written.
+    public var drainTimeoutSeconds = 30.0
+    public var progressIntervalSeconds = 10.0
+    public var fetchTimeoutSeconds = 15.0
+    public var fetchConnectTimeoutSeconds = 5.0
+    public var fetchMaxBytes = 20 * 1024 * 1024
+    public var fetchRetries = 3
+    public var maxImagePixels = 40_000_000
+
+    public init() {}
+
+    public var effectiveDLQTopic: String { dlqTopic ?? "\(topic).dlq" }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case brokers, topic, group
+        case dlqTopic = "dlq_topic"
+        case assignmentStrategy = "assignment_strategy"
+        case databaseURL = "database_url"
+        case model
+        case labelSet = "label_set"
+        case topK = "top_k"
+        case allowFileRoots = "allow_file_roots"
+        case allowPrivateNetworks = "allow_private_networks"
+        case batchSize = "batch_size"
+        case batchLatencyMs = "batch_latency_ms"
+        case workers, threads
+        case maxInFlight = "max_in_flight"
+        case httpPort = "http_port"
+        case httpHost = "http_host"
+        case drainTimeoutSeconds = "drain_timeout_seconds"
+        case progressIntervalSeconds = "progress_interval_seconds"
+        case fetchTimeoutSeconds = "fetch_timeout_seconds"
+        case fetchConnectTimeoutSeconds = "fetch_connect_timeout_seconds"
+        case fetchMaxBytes = "fetch_max_bytes"
+        case fetchRetries = "fetch_retries"
+        case maxImagePixels = "max_image_pixels"
+    }
+
+    /// Every key of the configuration file, which is also the environment variable name
+    /// upper-cased with a `CLIPD_` prefix (e.g. `batch_size` ↔ `CLIPD_BATCH_SIZE`).
+    public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    /// A problem that makes the configuration unusable, or nil.
+    public func problem() -> String? {
+        if brokers.isEmpty { return "brokers must not be empty" }
+        if topic.isEmpty || group.isEmpty { return "topic and group must not be empty" }
+        if !["cooperative-sticky", "range", "roundrobin"].contains(assignmentStrategy) {
+            return "assignment_strategy must be cooperative-sticky, range or roundrobin"
+        }
+        if batchSize < 1 || batchSize > 4096 { return "batch_size must be in 1...4096" }
+        if batchLatencyMs < 0 { return "batch_latency_ms must not be negative" }
+        if workers < 0 || threads < 0 { return "workers and threads must not be negative" }
+        if maxInFlight < batchSize { return "max_in_flight (\(maxInFlight)) must be at least batch_size (\(batchSize))" }
+        if httpPort < 0 || httpPort > 65535 { return "http_port must be in 0...65535" }
+        if topK < 1 { return "top_k must be at least 1" }
+        if !(drainTimeoutSeconds > 0) || !(progressIntervalSeconds > 0) { return "timeouts and intervals must be positive" }
+        if !(fetchTimeoutSeconds > 0) || !(fetchConnectTimeoutSeconds > 0) || fetchMaxBytes < 1 || fetchRetries < 0 {
+            return "fetch limits must be positive"
+        }
+        if maxImagePixels < 1 { return "max_image_pixels must be positive" }
+        return nil
+    }
+}

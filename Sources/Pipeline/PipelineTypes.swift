@@ -1,0 +1,112 @@
+import Foundation
+
+/// A message from the source topic, bytes copied out of the client library.
+public struct IncomingMessage: Sendable {
+    public let partition: TopicPartition
+    public let offset: Int64
+    public let key: [UInt8]?
+    public let value: [UInt8]
+
+    public init(partition: TopicPartition, offset: Int64, key: [UInt8]?, value: [UInt8]) {
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A per-record failure with a machine-readable class (`invalid_json`, `invalid_record`,
+/// `timeout`, `corrupt`, `too_large`, …). Never stops the stream.
+public struct PipelineFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    public let errorClass: String
+    public let message: String
+    public init(_ errorClass: String, _ message: String) {
+        self.errorClass = errorClass
+        self.message = message
+    }
+    public var description: String { "\(errorClass): \(message)" }
+}
+
+/// A validated record.
+public struct ParsedRecord: Sendable, Equatable {
+    public let id: String
+    public let imageURL: String
+    public let caption: String?
+    public let labelSet: String?
+    /// The `metadata` object as JSON text, if any.
+    public let metadataJSON: String?
+
+    public init(id: String, imageURL: String, caption: String?, labelSet: String?, metadataJSON: String?) {
+        self.id = id
+        self.imageURL = imageURL
+        self.caption = caption
+        self.labelSet = labelSet
+        self.metadataJSON = metadataJSON
+    }
+}
+
+/// A record that failed, on its way to the dead-letter topic and `failed_records`.
+public struct FailedMessage: Sendable {
+    public let message: IncomingMessage
+    /// The record id when the record could be parsed that far.
+    public let recordID: String?
+    public let failure: PipelineFailure
+}
+
+/// A record with its embeddings and tags, ready to be stored.
+public struct EncodedRecord: Sendable {
+    public let message: IncomingMessage
+    public let record: ParsedRecord
+    public let imageEmbedding: [Float]
+    public let textEmbedding: [Float]?
+    /// Cosine similarity of image and caption.
+    public let similarity: Float?
+    public let labelSet: String?
+    public let tags: [Tag]
+}
+
+/// One transaction's worth of results: rows and the consumer offsets they make safe to store.
+public struct BatchWrite: Sendable {
+    public let group: String
+    public let modelVersion: ModelVersionRef
+    public let records: [EncodedRecord]
+    public let failures: [FailedMessage]
+    /// Next offset per partition; every record below it is written or recorded as failed.
+    public let offsets: [TopicPartition: Int64]
+}
+
+/// Which model produced a row.
+public struct ModelVersionRef: Sendable, Equatable, Hashable {
+    public let id: Int64
+    public let name: String
+    public init(id: Int64, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
+/// The topic consumer as the pipeline needs it.
+public protocol MessageSource: Sendable {
+    /// Messages in partition order; the stream finishes after `stop()`.
+    func messages() -> AsyncThrowingStream<IncomingMessage, Error>
+    func pause(_ partitions: [TopicPartition])
+    func resume(_ partitions: [TopicPartition])
+    /// Best-effort commit to the broker (for lag monitoring; Postgres holds the truth).
+    func commit(_ offsets: [TopicPartition: Int64])
+    func stop()
+}
+
+/// The database as the pipeline needs it.
+public protocol PipelineStore: Sendable {
+    /// Stored next offsets for these partitions (absent: none stored).
+    func storedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64]
+    /// Writes rows and offsets in one transaction; rows are upserted by record id.
+    func write(_ batch: BatchWrite) async throws
+    func labelSet(named name: String) async throws -> LabelSet?
+}
+
+/// The dead-letter topic.
+public protocol DeadLetterSink: Sendable {
+    /// Publishes the failed message with its error class; returns once delivered.
+    func send(_ failed: FailedMessage) async throws
+}

@@ -1,0 +1,119 @@
+import ArgumentParser
+import CLIP
+import Foundation
+import Postgres
+
+/// Model versions: every row written carries the version that produced it.
+struct ModelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Register, list, activate and roll back model versions (running daemons switch on activation).",
+        subcommands: [Import.self, List.self, Activate.self, Rollback.self]
+    )
+
+    static func database(_ options: DatabaseOptions) async throws -> ClipdDatabase {
+        ClipdDatabase(connection: try await options.connect(logger: makeLogger("clipd.model")))
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a checkpoint as a model version (validated by loading it).")
+        @OptionGroup var db: DatabaseOptions
+        @Option(help: "Version name (unique).") var name: String
+        @Flag(help: "Make it the active version.") var activate = false
+        @Argument(help: "Checkpoint path (see `clipd embed --help`).") var path: String
+
+        func run() async throws {
+            let checkpoint: LoadedCheckpoint
+            do { checkpoint = try CheckpointLoader.load(path: path) } catch let e as CLIPError { throw CommandFailure("cannot load model: \(e.message)") }
+            let database = try await ModelCommand.database(db)
+            let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+            let id = try await database.registerModelVersion(name: name, architecture: ModelRegistry.architecture(checkpoint.config),
+                                                             embeddingDimension: checkpoint.config.embedDim, checkpointURI: absolute)
+            if activate { try await database.activateModelVersion(id: id) }
+            printLine("{\"id\":\(id),\"name\":\(jsonString(name)),\"active\":\(activate)}")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One JSON line per model version, newest first.")
+        @OptionGroup var db: DatabaseOptions
+
+        func run() async throws {
+            let database = try await ModelCommand.database(db)
+            let rows = try await database.connection.query(
+                "SELECT id, name, architecture, embedding_dim, checkpoint_uri, parent_id, is_active FROM model_versions ORDER BY id DESC")
+            for row in rows {
+                let checkpoint = try row.decode(String?.self, at: 4), parent = try row.decode(Int64?.self, at: 5)
+                printLine("{\"id\":\(try row.decode(Int64.self, at: 0)),\"name\":\(jsonString(try row.decode(String.self, at: 1))),"
+                    + "\"architecture\":\(jsonString(try row.decode(String.self, at: 2))),\"embedding_dim\":\(try row.decode(Int.self, at: 3)),"
+                    + "\"checkpoint\":\(checkpoint.map(jsonString) ?? "null"),\"parent_id\":\(parent.map(String.init) ?? "null"),"
+                    + "\"active\":\(try row.decode(Bool.self, at: 6))}")
+            }
+        }
+    }
+
+    struct Activate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a version (id or name) the active one.")
+        @OptionGroup var db: DatabaseOptions
+        @Argument(help: "Version id or name.") var version: String
+
+        func run() async throws {
+            let database = try await ModelCommand.database(db)
+            guard let row = try await database.connection.query(
+                "SELECT id FROM model_versions WHERE name = \(version) OR id::text = \(version) ORDER BY id LIMIT 1").first else {
+                throw CommandFailure("no model version \(version)")
+            }
+            let id = try row.decode(Int64.self, at: 0)
+            try await database.activateModelVersion(id: id)
+            printLine("{\"active\":\(id)}")
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Activate the active version's parent (the version it was fine-tuned from).")
+        @OptionGroup var db: DatabaseOptions
+
+        func run() async throws {
+            let database = try await ModelCommand.database(db)
+            guard let active = try await database.activeModelVersion() else { throw CommandFailure("no active model version") }
+            guard let parent = active.parentID else { throw CommandFailure("active version \(active.id) (\(active.name)) has no parent to roll back to") }
+            try await database.activateModelVersion(id: parent)
+            printLine("{\"active\":\(parent),\"previous\":\(active.id)}")
+        }
+    }
+}
+
+/// Nearest images to a text query, with the active model (or --model).
+struct SearchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Nearest stored images to a text query: one JSON line per hit, best first."
+    )
+    @OptionGroup var db: DatabaseOptions
+    @Option(help: "Query text.") var text: String
+    @Option(help: "How many results.") var limit = 10
+    @Option(help: "Checkpoint to embed the query with (default: the active model version).") var model: String?
+
+    func validate() throws {
+        if limit < 1 || limit > 10_000 { throw ValidationError("--limit must be in 1...10000") }
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { throw ValidationError("--text must not be empty") }
+    }
+
+    func run() async throws {
+        let logger = makeLogger("clipd.search")
+        let database = ClipdDatabase(connection: try await db.connect(logger: logger))
+        let loaded = try await ModelRegistry(database: database, logger: logger).load(path: model, activateIfNone: false)
+        let tokenizer = try CLIPTokenizerLoader.shared()
+        let ids = tokenizer.tokenize(text, contextLength: loaded.model.config.contextLength).ids.map(Int32.init)
+        var query = try loaded.model.encodeTexts([ids]).data
+        let norm = query.map { $0 * $0 }.reduce(0, +).squareRoot()
+        query = query.map { $0 / max(norm, 1e-12) }
+        let hits = try await database.nearest(to: query, modelVersionID: loaded.version.id, limit: limit)
+        for hit in hits {
+            let row = try await database.connection.query("SELECT image_url, caption FROM records WHERE id = \(hit.recordID)").first
+            let url = try row?.decode(String?.self, at: 0) ?? nil
+            let caption = try row?.decode(String?.self, at: 1) ?? nil
+            printLine("{\"record_id\":\(jsonString(hit.recordID)),\"similarity\":\(1 - hit.distance),\"image_url\":\(url.map(jsonString) ?? "null"),\"caption\":\(caption.map(jsonString) ?? "null"),\"model_version\":\(loaded.version.id)}")
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import ArgumentParser
+import Foundation
+import ImageIO
+
+/// `clipd preprocess IMAGE --output FILE`: the exact CLIP model input of one picture.
+struct PreprocessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preprocess",
+        abstract: "Decode an image and write the CLIP model input as little-endian float32 [3,S,S] (C order).",
+        discussion: "Prints a one-line JSON summary (source size, mode, decode mode, orientation, resize and crop)."
+    )
+
+    @Argument(help: ArgumentHelp("JPEG or PNG file (type detected from its bytes).", valueName: "image"))
+    var images: [String]
+
+    @Option(name: .long, help: "Where to write the float32 tensor.")
+    var output: String?
+
+    @Flag(name: .customLong("no-exif"), help: "Ignore the EXIF orientation tag (reproduces open_clip).")
+    var ignoreExif = false
+
+    @Option(name: .customLong("image-size"), help: "Side S of the square model input.")
+    var imageSize = 224
+
+    @Flag(name: .customLong("fast-dct"),
+          help: "Let libjpeg downscale by 1/2, 1/4 or 1/8 while decoding while the shortest side stays >= 2*S (faster, not identical).")
+    var fastDCT = false
+
+    @Flag(name: .customLong("fast-dct-max"),
+          help: "Like --fast-dct, down to a shortest side of S (fastest, furthest from the reference).")
+    var fastDCTMax = false
+
+    @Option(name: .long, help: "Per-channel mean, \"r,g,b\" (default OpenAI CLIP's).")
+    var mean: String?
+
+    @Option(name: .long, help: "Per-channel standard deviation, \"r,g,b\" (default OpenAI CLIP's).")
+    var std: String?
+
+    @Option(name: .customLong("max-pixels"), help: "Refuse images with more pixels than this.")
+    var maxPixels = ImageDecoder.defaultMaxPixels
+
+    @Option(name: .customLong("bench-seconds"), help: .hidden)
+    var benchSeconds: Double?
+
+    func validate() throws {
+        guard !images.isEmpty else { throw ValidationError("give an IMAGE to preprocess") }
+        guard (1...4096).contains(imageSize) else { throw ValidationError("--image-size must be between 1 and 4096") }
+        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        guard !(fastDCT && fastDCTMax) else { throw ValidationError("choose one of --fast-dct and --fast-dct-max") }
+        _ = try Self.triple(mean, name: "--mean", default: PreprocessOptions.openAIMean)
+        let deviations = try Self.triple(std, name: "--std", default: PreprocessOptions.openAIStd)
+        guard deviations.allSatisfy({ $0 > 0 }) else { throw ValidationError("--std values must be positive") }
+        if benchSeconds == nil {
+            guard images.count == 1 else { throw ValidationError("give exactly one IMAGE (several only with --bench-seconds)") }
+            guard output != nil else { throw ValidationError("--output FILE is required") }
+        }
+    }
+
+    static func triple(_ text: String?, name: String, default fallback: [Float]) throws -> [Float] {
+        guard let text else { return fallback }
+        let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard values.count == 3, values.allSatisfy({ $0 != nil && $0!.isFinite }) else {
+            throw ValidationError("\(name) needs three comma-separated numbers, got \"\(text)\"")
+        }
+        return values.map { $0! }
+    }
+
+    var dctPolicy: DCTDownscalePolicy {
+        fastDCTMax ? .keepTarget : (fastDCT ? .keepTwiceTarget : .off)
+    }
+
+    func run() throws {
+        let preprocessor = Preprocessor(
+            options: PreprocessOptions(
+                imageSize: imageSize,
+                mean: try Self.triple(mean, name: "--mean", default: PreprocessOptions.openAIMean),
+                std: try Self.triple(std, name: "--std", default: PreprocessOptions.openAIStd),
+                applyExifOrientation: !ignoreExif, dctDownscale: dctPolicy),
+            decoder: ImageDecoder(maxPixels: maxPixels))
+        let inputs = try images.map { path -> [UInt8] in
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw FileError(description: "cannot read \(path)")
+            }
+            return [UInt8](data)
+        }
+        if let benchSeconds {
+            try benchmark(preprocessor, inputs: inputs, seconds: benchSeconds)
+            return
+        }
+        let (tensor, summary) = try preprocessor.preprocess(inputs[0])
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(tensor.count * 4)
+        for value in tensor {
+            withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: output!), options: .atomic)
+        } catch {
+            throw FileError(description: "cannot write \(output!): \(error.localizedDescription)")
+        }
+        print(Self.json(summary, image: images[0], output: output!))
+    }
+
+    /// Hidden timing mode for Benchmarks/preprocess.sh: decode + preprocess the in-memory
+    /// inputs round-robin on this one thread.
+    private func benchmark(_ preprocessor: Preprocessor, inputs: [[UInt8]], seconds: Double) throws {
+        var output = [Float](repeating: 0, count: preprocessor.outputCount)
+        var count = 0
+        var checksum: Float = 0
+        let cpuStart = Self.processCPUSeconds()
+        let start = DispatchTime.now().uptimeNanoseconds
+        var elapsed = 0.0
+        repeat {
+            for input in inputs {
+                _ = try input.withUnsafeBytes { bytes in
+                    try output.withUnsafeMutableBufferPointer { try preprocessor.preprocess(bytes, into: $0) }
+                }
+                checksum += output[count % output.count]
+                count += 1
+            }
+            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        } while elapsed < seconds
+        let cpu = Self.processCPUSeconds() - cpuStart
+        print("{\"images\":\(count),\"seconds\":\(elapsed),\"cpu_seconds\":\(cpu),\"images_per_second\":\(Double(count) / elapsed),"
+            + "\"images_per_cpu_second\":\(Double(count) / cpu),\"dct_downscale\":\"\(dctPolicy.rawValue)\",\"checksum\":\(checksum)}")
+    }
+
+    /// CPU time of this process: unlike wall time, not inflated by other processes on a shared machine.
+    static func processCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    static func json(_ summary: PreprocessSummary, image: String, output: String) -> String {
+        func quoted(_ text: String) -> String {
+            var result = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": result += "\\\""
+                case "\\": result += "\\\\"
+                case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+                default: result.unicodeScalars.append(scalar)
+                }
+            }
+            return result + "\""
+        }
+        let g = summary.geometry
+        let fields: [(String, String)] = [
+            ("image", quoted(image)),
+            ("output", quoted(output)),
+            ("format", quoted(summary.format.rawValue)),
+            ("source_width", "\(summary.sourceWidth)"),
+            ("source_height", "\(summary.sourceHeight)"),
+            ("mode", quoted(summary.pillowMode)),
+            ("decode_mode", quoted(summary.decodeMode)),
+            ("dct_scale", "\(summary.dctScaleDenominator)"),
+            ("exif_orientation", "\(summary.exifOrientation)"),
+            ("orientation_applied", "\(summary.orientationApplied)"),
+            ("decoded_width", "\(summary.decodedWidth)"),
+            ("decoded_height", "\(summary.decodedHeight)"),
+            ("resized_width", "\(g.resizedWidth)"),
+            ("resized_height", "\(g.resizedHeight)"),
+            ("crop_left", "\(g.cropLeft)"),
+            ("crop_top", "\(g.cropTop)"),
+            ("image_size", "\(g.cropSize)"),
+            ("shape", "[3,\(g.cropSize),\(g.cropSize)]"),
+        ]
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+}
+
+/// A file that cannot be read or written: reported without the usage text.
+struct FileError: Error, CustomStringConvertible {
+    let description: String
+}

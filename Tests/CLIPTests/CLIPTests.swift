@@ -1,3 +1,0 @@
-import XCTest
-@testable import CLIP
-final class CLIPTests: XCTestCase { func testNothing() {} }

@@ -1,0 +1,114 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A loopback TCP relay to a real server, so tests can make the server "appear" on a port only
+/// after a delay, or cut every open connection, without touching the server itself.
+final class TCPRelay: @unchecked Sendable {
+    let port: UInt16
+    private let upstreamPort: UInt16
+    private let lock = NSLock()
+    private var listener: Int32 = -1
+    private var connections: [Int32] = []
+    private var stopped = false
+
+    /// Reserves a free port (closed again until `start()`).
+    init(upstreamPort: UInt16) throws {
+        self.upstreamPort = upstreamPort
+        let probe = try Self.bindListener(port: 0)
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
+        }
+        port = UInt16(bigEndian: address.sin_port)
+        close(probe)
+    }
+
+    /// Starts accepting on `port` and relaying to the upstream server.
+    func start() throws {
+        let fd = try Self.bindListener(port: port)
+        lock.withLock { listener = fd }
+        Thread { [self] in acceptLoop(fd) }.start()
+    }
+
+    /// Closes every relayed connection (the listener stays up).
+    func dropConnections() {
+        let open = lock.withLock { () -> [Int32] in defer { connections = [] }; return connections }
+        for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    func stop() {
+        let fd = lock.withLock { () -> Int32 in stopped = true; return listener }
+        if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+        dropConnections()
+    }
+
+    private func acceptLoop(_ listenFD: Int32) {
+        while true {
+            let client = accept(listenFD, nil, nil)
+            if client < 0 { return }
+            guard let upstream = try? Self.connectLoopback(port: upstreamPort) else { close(client); continue }
+            let keep = lock.withLock { () -> Bool in
+                if stopped { return false }
+                connections += [client, upstream]
+                return true
+            }
+            guard keep else { close(client); close(upstream); continue }
+            Thread { Self.pump(from: client, to: upstream) }.start()
+            Thread { Self.pump(from: upstream, to: client) }.start()
+        }
+    }
+
+    private static func pump(from source: Int32, to destination: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = read(source, &buffer, buffer.count)
+            if count <= 0 { break }
+            var offset = 0
+            while offset < count {
+                // send with MSG_NOSIGNAL: a peer that already closed must not SIGPIPE the test process.
+                let written = buffer[offset..<count].withUnsafeBytes { send(destination, $0.baseAddress, count - offset, Int32(MSG_NOSIGNAL)) }
+                if written <= 0 { break }
+                offset += written
+            }
+            if offset < count { break }
+        }
+        shutdown(source, Int32(SHUT_RDWR))
+        shutdown(destination, Int32(SHUT_RDWR))
+    }
+
+    private static func loopbackAddress(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+
+    private static func bindListener(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = loopbackAddress(port: port)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            throw TestSetupError("cannot listen on 127.0.0.1:\(port) (errno \(errno))")
+        }
+        return fd
+    }
+
+    private static func connectLoopback(port: UInt16) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = loopbackAddress(port: port)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); throw TestSetupError("cannot connect to 127.0.0.1:\(port)") }
+        return fd
+    }
+}
