@@ -49,9 +49,17 @@ let package = Package(
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Kafka record format and its validation (no C dependencies).
+        .target(name: "Records"),
+        // librdkafka consumer/producer/admin and the mock cluster, behind one seam.
+        .target(name: "Kafka", dependencies: [
+            "CRdKafka",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot", "Records", "Kafka",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -80,6 +88,12 @@ let package = Package(
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
             "Postgres", "Pipeline", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "RecordsTests", dependencies: ["Records"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
+        .testTarget(name: "KafkaIntegrationTests", dependencies: [
+            "Kafka", "Records",
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

@@ -18,6 +18,8 @@ struct ClipdCommand: AsyncParsableCommand {
             PreprocessCommand.self,
             MigrateCommand.self,
             LabelsCommand.self,
+            PublishCommand.self,
+            DevBrokerCommand.self,
         ]
     )
 }
