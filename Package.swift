@@ -74,6 +74,9 @@ let package = Package(
 
         // Helpers shared by the integration test targets (processes, TCP relay).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "DaemonIntegrationTests", dependencies: [
+            "TestSupport", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),

@@ -76,22 +76,23 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
 
     public enum ValueKind: Sendable, Equatable { case string, optionalString, int, double, bool, stringList }
 
-    /// The value type of every key, for parsing environment variables and flags.
+    /// The value type of every key, for parsing environment variables and flags. (CodingKeys
+    /// lists the properties in declaration order; DaemonConfigTests holds the two together.)
     public static var kinds: [String: ValueKind] {
-        var byProperty: [String: ValueKind] = [:]
-        for child in Mirror(reflecting: DaemonConfig()).children {
-            guard let label = child.label else { continue }
-            switch child.value {
-            case is Bool: byProperty[label] = .bool
-            case is Int: byProperty[label] = .int
-            case is Double: byProperty[label] = .double
-            case is [String]: byProperty[label] = .stringList
-            case is String: byProperty[label] = .string
-            case is String?: byProperty[label] = .optionalString
-            default: break
+        let values = Mirror(reflecting: DaemonConfig()).children.map(\.value)
+        precondition(values.count == CodingKeys.allCases.count, "CodingKeys must list every property")
+        return Dictionary(uniqueKeysWithValues: zip(CodingKeys.allCases, values).map { key, value in
+            let kind: ValueKind
+            switch value {
+            case is Bool: kind = .bool
+            case is Int: kind = .int
+            case is Double: kind = .double
+            case is [String]: kind = .stringList
+            case is String: kind = .string
+            default: kind = .optionalString
             }
-        }
-        return Dictionary(uniqueKeysWithValues: CodingKeys.allCases.map { ($0.rawValue, byProperty[String(describing: $0)]!) })
+            return (key.rawValue, kind)
+        })
     }
 
     /// A problem that makes the configuration unusable, or nil.

@@ -11,6 +11,7 @@ struct ClipdCommand: AsyncParsableCommand {
             BLASCheckCommand.self,
             ClassifyCommand.self,
             ModelCommand.self,
+            RunCommand.self,
             SearchCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,

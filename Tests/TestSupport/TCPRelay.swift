@@ -12,6 +12,7 @@ public final class TCPRelay: @unchecked Sendable {
     private var listener: Int32 = -1
     private var connections: [Int32] = []
     private var stopped = false
+    private var refusing = false
 
     /// Reserves a free port (closed again until `start()`).
     public init(upstreamPort: UInt16) throws {
@@ -39,6 +40,13 @@ public final class TCPRelay: @unchecked Sendable {
         for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
+    /// While on, every relayed connection is cut and new ones are closed at once: the server
+    /// looks down (as during a restart) until switched off again.
+    public func setOutage(_ on: Bool) {
+        lock.withLock { refusing = on }
+        if on { dropConnections() }
+    }
+
     public func stop() {
         let fd = lock.withLock { () -> Int32 in stopped = true; return listener }
         if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
@@ -49,6 +57,7 @@ public final class TCPRelay: @unchecked Sendable {
         while true {
             let client = accept(listenFD, nil, nil)
             if client < 0 { return }
+            if lock.withLock({ refusing }) { close(client); continue }
             guard let upstream = try? Self.connectLoopback(port: upstreamPort) else { close(client); continue }
             let keep = lock.withLock { () -> Bool in
                 if stopped { return false }
