@@ -24,11 +24,16 @@ final class DaemonIntegrationTests: XCTestCase {
 
     func assertEveryGoodRecordOnce(_ n: Int, file: StaticString = #filePath, line: UInt = #line) async throws {
         let h = harness!
-        XCTAssertEqual(try await h.count("SELECT count(*) FROM records WHERE id LIKE 'good-%'"), n, h.daemonLogs, file: file, line: line)
-        XCTAssertEqual(try await h.count("SELECT count(*) FROM embeddings"), n, "one embedding row per record and model version", file: file, line: line)
-        XCTAssertEqual(try await h.count("SELECT count(DISTINCT record_id) FROM embeddings"), n, file: file, line: line)
-        XCTAssertEqual(try await h.count("SELECT count(DISTINCT record_id) FROM tags"), n, "every record has tags", file: file, line: line)
-        XCTAssertEqual(try await h.count("SELECT count(*) FROM tags"), 3 * n, "top-3 tags, written once", file: file, line: line)
+        let records = try await h.count("SELECT count(*) FROM records WHERE id LIKE 'good-%'")
+        let embeddings = try await h.count("SELECT count(*) FROM embeddings")
+        let embedded = try await h.count("SELECT count(DISTINCT record_id) FROM embeddings")
+        let tagged = try await h.count("SELECT count(DISTINCT record_id) FROM tags")
+        let tags = try await h.count("SELECT count(*) FROM tags")
+        XCTAssertEqual(records, n, h.daemonLogs, file: file, line: line)
+        XCTAssertEqual(embeddings, n, "one embedding row per record and model version", file: file, line: line)
+        XCTAssertEqual(embedded, n, file: file, line: line)
+        XCTAssertEqual(tagged, n, "every record has tags", file: file, line: line)
+        XCTAssertEqual(tags, 3 * n, "top-3 tags, written once", file: file, line: line)
     }
 
     func testMixedRecordsEveryGoodOneWrittenOnceEveryBadOneClassified() async throws {
@@ -47,7 +52,8 @@ final class DaemonIntegrationTests: XCTestCase {
         try await assertEveryGoodRecordOnce(450)
         let classes = try await h.grouped("SELECT error_class, count(*) FROM failed_records GROUP BY error_class")
         XCTAssertEqual(classes, expected, h.daemonLogs)
-        XCTAssertEqual(try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets"), 500)
+        let stored = try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets")
+        XCTAssertEqual(stored, 500)
         // The dead-letter topic holds every failed record with its class.
         let dead = try await consume(topic: "\(h.topic).dlq", expecting: 50)
         XCTAssertEqual(dead.count, 50)
@@ -72,7 +78,8 @@ final class DaemonIntegrationTests: XCTestCase {
         let last = try h.startDaemon(extra: ["--stop-when-idle", "5"])
         XCTAssertEqual(last.wait(timeout: 300), 0, h.daemonLogs)
         try await assertEveryGoodRecordOnce(1000)
-        XCTAssertEqual(try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets"), 1000)
+        let stored = try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets")
+        XCTAssertEqual(stored, 1000)
     }
 
     func testSIGTERMWritesEverythingFetchedAndExitsZero() async throws {
@@ -80,13 +87,16 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(400))
         let daemon = try h.startDaemon()
-        XCTAssertTrue(try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 40 }, h.daemonLogs)
+        let reached40 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 40 }
+
+        XCTAssertTrue(reached40, h.daemonLogs)
         daemon.signal(SIGTERM)
         XCTAssertEqual(daemon.wait(timeout: 35), 0, "SIGTERM exits 0 within the drain bound\n" + h.daemonLogs)
         XCTAssertTrue(daemon.stderr.contains("pipeline drained"), daemon.stderr.suffix(3000).description)
         // Everything admitted was written: the stored offsets cover exactly the rows.
         let written = try await h.count("SELECT count(*) FROM records")
-        XCTAssertEqual(try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets"), written)
+        let stored = try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets")
+        XCTAssertEqual(stored, written)
         // And a restart finishes the topic without duplicates.
         XCTAssertEqual(try h.startDaemon(extra: ["--stop-when-idle", "4"]).wait(timeout: 240), 0, h.daemonLogs)
         try await assertEveryGoodRecordOnce(400)
@@ -110,7 +120,9 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(600))
         let daemon = try h.startDaemon(extra: ["--stop-when-idle", "6"])
-        XCTAssertTrue(try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 60 }, h.daemonLogs)
+        let reached60 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 60 }
+
+        XCTAssertTrue(reached60, h.daemonLogs)
         h.broker.write("broker-down 1")
         try await Task.sleep(for: .seconds(3))
         h.broker.write("broker-up 1")
@@ -123,7 +135,9 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(500))
         let daemon = try h.startDaemon(extra: ["--stop-when-idle", "6"])
-        XCTAssertTrue(try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 50 }, h.daemonLogs)
+        let reached50 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 50 }
+
+        XCTAssertTrue(reached50, h.daemonLogs)
         h.relay!.setOutage(true)
         try await Task.sleep(for: .seconds(4))
         h.relay!.setOutage(false)
