@@ -44,7 +44,7 @@ PY
 start=$(date +%s.%N)
 "$clipd" run --brokers "$brokers" --topic e2e --group e2e --database-url "$db_url" --model "$model" \
   --allow-file-root "$root/Tests/Fixtures/images" --http-port 0 --batch-size "$batch" --batch-latency-ms 200 \
-  --max-in-flight $((batch * 4)) --progress-interval-seconds 5 --stop-when-idle 3 2> "$work/daemon.log"
+  --max-in-flight $((batch * 16)) --progress-interval-seconds 5 --stop-when-idle 3 2> "$work/daemon.log"
 written=$(psql "$db_url" -qAt -c "SELECT count(*) FROM embeddings")
 # Throughput over the processing span: first to last write (excludes start-up and the idle wait).
 span=$(psql "$db_url" -qAt -c "SELECT extract(epoch FROM max(created_at) - min(created_at)) FROM embeddings")

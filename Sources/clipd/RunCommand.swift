@@ -328,8 +328,11 @@ struct ProgressService: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(Int(tick * 1000)))
             let now = ContinuousClock.now
+            // Idle: nothing in flight, nothing new for `idle` seconds, and the group has
+            // committed everything the topic holds (lag 0), so a paused consumer is not idle.
             if let idle = stopWhenIdle, now - source.lastMessageAt > .milliseconds(Int(idle * 1000)),
-               pipeline.tracker.inFlightCount == 0, pipeline.metrics.snapshot.consumed > 0 || now - source.lastMessageAt > .seconds(idle * 3) {
+               pipeline.tracker.inFlightCount == 0,
+               let lags = try? await consumer.lag(timeout: .seconds(2)), !lags.isEmpty, lags.allSatisfy({ $0.lag == 0 }) {
                 logger.info("idle; draining and stopping", metadata: ["idle_s": "\(idle)"])
                 await Self.groupBox.group?.triggerGracefulShutdown()
                 return
