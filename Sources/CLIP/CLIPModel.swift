@@ -195,7 +195,7 @@ final class VisionForward {
         observe("vision.ln_pre", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "visual.transformer.resblocks.\(i)"), acts: acts,
-                         causal: false, activation: cfg.activation, eps: eps)
+                         causal: false, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
             if observer != nil {
                 observe("vision.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("vision.resblock.\(i)", [b, t, w], stream)
@@ -267,7 +267,7 @@ final class TextForward {
         observe("text.embeddings", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "transformer.resblocks.\(i)"), acts: acts,
-                         causal: true, activation: cfg.activation, eps: eps)
+                         causal: true, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
             if observer != nil {
                 observe("text.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("text.resblock.\(i)", [b, t, w], stream)
