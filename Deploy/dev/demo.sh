@@ -39,22 +39,30 @@ echo "   bootstrap $brokers" >&2
 
 echo "== migrating and creating the label sets" >&2
 "$clipd" migrate --database-url "$db_url" >&2
-python3 - "$root/Deploy/demo/labels.json" > "$work/labels.sh" <<'PY'
-import json, shlex, sys
-for s in json.load(open(sys.argv[1])):
-    tf = "/tmp/" + s["name"] + ".templates.json"
-    json.dump(s["templates"], open(tf, "w"))
-    print(" ".join(["\"$clipd\" labels put --database-url \"$db_url\"", shlex.quote(s["name"]), "--templates", shlex.quote(tf)] + [shlex.quote(l) for l in s["labels"]]) + " >&2")
+# Deploy/demo/labels.json: {"default_label_set": NAME, "label_sets": [{"name", "templates", "labels"}]}
+python3 - "$root/Deploy/demo/labels.json" "$work" > "$work/labels.tsv" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+for s in spec["label_sets"]:
+    path = f"{sys.argv[2]}/{s['name']}.templates.json"
+    json.dump(s["templates"], open(path, "w"))
+    print("\t".join([s["name"], path] + s["labels"]))
+print("\t".join(["#default", spec["default_label_set"]]))
 PY
-clipd="$clipd" db_url="$db_url" bash -c "$(sed 's/^/ /' "$work/labels.sh")"
+default_set=colours
+while IFS=$'\t' read -r name templates labels; do
+  if [ "$name" = "#default" ]; then default_set="$templates"; continue; fi
+  IFS=$'\t' read -r -a label_array <<< "$labels"
+  "$clipd" labels put --database-url "$db_url" "$name" --templates "$templates" "${label_array[@]}" >&2
+done < "$work/labels.tsv"
 
 echo "== publishing the sample records" >&2
-sed "s#@SAMPLES@#file://$root/Deploy/demo/samples#g" Deploy/demo/samples/records.jsonl > "$work/records.jsonl"
+sed "s#{{SAMPLES_URL}}#file://$root/Deploy/demo/samples#g" Deploy/demo/samples/records.jsonl > "$work/records.jsonl"
 "$clipd" publish --brokers "$brokers" --topic clipd.records "$work/records.jsonl" || true   # invalid lines are part of the demo
 
 echo "== running the daemon until the sample is processed" >&2
 "$clipd" run --brokers "$brokers" --topic clipd.records --group clipd-demo --database-url "$db_url" \
-  --model "$model" --label-set colours --allow-file-root "$root/Deploy/demo/samples" \
+  --model "$model" --label-set "$default_set" --allow-file-root "$root/Deploy/demo/samples" \
   --http-port 0 --batch-latency-ms 100 --progress-interval-seconds 2 --stop-when-idle 4
 
 echo "== tags per image (top 2 per label set)" >&2
@@ -64,5 +72,5 @@ psql "$db_url" -qAt -F ' | ' -c "
   GROUP BY r.id, r.caption, t.label_set ORDER BY r.id"
 echo "== dead letters" >&2
 psql "$db_url" -qAt -F ' | ' -c "SELECT coalesce(record_id, '?'), error_class, left(error_message, 60) FROM failed_records ORDER BY source_partition, source_offset"
-echo "== search: \"a small red circle\"" >&2
-"$clipd" search --database-url "$db_url" --text "a small red circle" --limit 3
+echo "== search: \"a large red circle\"" >&2
+"$clipd" search --database-url "$db_url" --text "a large red circle" --limit 3
