@@ -324,21 +324,33 @@ struct ProgressService: Service {
         var last = pipeline.metrics.snapshot
         var lastTime = ContinuousClock.now
         var lastReport = ContinuousClock.now
+        let started = ContinuousClock.now
         let tick = min(interval, 0.5)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(Int(tick * 1000)))
             let now = ContinuousClock.now
-            // Idle: nothing in flight, nothing new for `idle` seconds, and the group has
-            // committed everything the topic holds (lag 0), so a paused consumer is not idle.
+            // Idle: nothing in flight, nothing new for `idle` seconds, and every assigned
+            // partition's stored offset has reached its end (so a paused consumer is not idle).
+            // Kafka's committed offsets are not used: a commit refused during a rebalance would
+            // leave them behind for good.
             if let idle = stopWhenIdle, now - source.lastMessageAt > .milliseconds(Int(idle * 1000)),
                pipeline.tracker.inFlightCount == 0,
-               let lags = try? await consumer.lag(timeout: .seconds(2)), !lags.isEmpty, lags.allSatisfy({ $0.lag == 0 }) {
+               pipeline.metrics.snapshot.consumed > 0 || now - started > .milliseconds(Int(idle * 3000)),
+               let lags = try? await consumer.lag(timeout: .seconds(2)), !lags.isEmpty,
+               lags.allSatisfy({ l in
+                   let next = pipeline.tracker.committable(TopicPartition(l.topicPartition.topic, l.topicPartition.partition)) ?? -1
+                   return next >= l.highWatermark || (next < 0 && l.highWatermark <= l.lowWatermark)
+               }) {
                 logger.info("idle; draining and stopping", metadata: ["idle_s": "\(idle)"])
                 await Self.groupBox.group?.triggerGracefulShutdown()
                 return
             }
             guard now - lastReport >= .milliseconds(Int(interval * 1000)) else { continue }
             lastReport = now
+            // Re-commit the stored offsets to Kafka so lag stays visible even when a commit was
+            // refused (e.g. during a rebalance).
+            let stored = pipeline.tracker.committableAll().filter { $0.value >= 0 }
+            if !stored.isEmpty { source.commit(stored) }
             let snap = pipeline.metrics.snapshot
             let seconds = Double((now - lastTime).components.seconds) + Double((now - lastTime).components.attoseconds) / 1e18
             let rate = Double(snap.written + snap.failed - last.written - last.failed) / max(seconds, 1e-9)

@@ -105,9 +105,14 @@ final class DaemonIntegrationTests: XCTestCase {
     func testTwoDaemonsInOneGroupProcessEachRecordOnce() async throws {
         harness = try await DaemonHarness(partitions: 4)
         let h = harness!
+        let a = try h.startDaemon(extra: ["--stop-when-idle", "8"])
+        let b = try h.startDaemon(extra: ["--stop-when-idle", "8"])
+        // Both members hold partitions before the records arrive, so both must take part.
+        let end = Date().addingTimeInterval(120)
+        while Date() < end && !(a.stderr.contains("partitions assigned") && b.stderr.contains("partitions assigned")) {
+            try await Task.sleep(for: .milliseconds(200))
+        }
         try await h.produce(goodRecords(1000))
-        let a = try h.startDaemon(extra: ["--stop-when-idle", "6"])
-        let b = try h.startDaemon(extra: ["--stop-when-idle", "6"])
         XCTAssertEqual(a.wait(timeout: 300), 0, h.daemonLogs)
         XCTAssertEqual(b.wait(timeout: 60), 0, h.daemonLogs)
         try await assertEveryGoodRecordOnce(1000)
