@@ -100,6 +100,34 @@ public enum HeldOutSplit {
     }
 }
 
+/// When the job schedules a run by itself. With both conditions, a run is due when the last one
+/// was scheduled at least `interval` ago and at least `minNewPairs` captioned records arrived since.
+public struct FinetuneTrigger: Sendable, Equatable {
+    public var interval: Double?
+    public var minNewPairs: Int?
+
+    public init(interval: Double? = nil, minNewPairs: Int? = nil) {
+        self.interval = interval
+        self.minNewPairs = minNewPairs
+    }
+
+    /// Why a run is due now, or nil. `lastRun` is when the newest run was scheduled (nil: never),
+    /// `newPairs` how many captioned records arrived since then.
+    public func reasonToSchedule(now: Date, lastRun: Date?, newPairs: Int) -> String? {
+        if interval == nil && minNewPairs == nil { return nil }
+        var reasons: [String] = []
+        if let interval {
+            if let lastRun, now.timeIntervalSince(lastRun) < interval { return nil }
+            reasons.append(lastRun.map { "last run scheduled \(Int(now.timeIntervalSince($0)))s ago (interval \(Int(interval))s)" } ?? "no run yet")
+        }
+        if let minNewPairs {
+            if newPairs < minNewPairs { return nil }
+            reasons.append("\(newPairs) new captioned records (threshold \(minNewPairs))")
+        }
+        return reasons.joined(separator: ", ")
+    }
+}
+
 /// A stored (image URL, caption) pair to train or evaluate on.
 public struct CaptionedRecord: Sendable, Equatable {
     public let id: String
@@ -189,6 +217,19 @@ public struct FinetuneOutcome: Sendable {
     public var error: String?
     /// Why it was rejected (empty otherwise).
     public var reasons: [String]
+
+    public init(status: Status, resultVersion: ModelVersionRef? = nil, lossCurve: [Float] = [], metricsJSON: String? = nil,
+                resultsJSON: String? = nil, error: String? = nil, reasons: [String] = []) {
+        self.status = status
+        self.resultVersion = resultVersion
+        self.lossCurve = lossCurve
+        self.metricsJSON = metricsJSON
+        self.resultsJSON = resultsJSON
+        self.error = error
+        self.reasons = reasons
+    }
+
+    public static func failed(_ message: String) -> FinetuneOutcome { FinetuneOutcome(status: .failed, error: message) }
 }
 
 /// One fine-tune run: load the base model and the stored pairs, evaluate, train, interpolate
@@ -197,7 +238,8 @@ public struct FinetuneOutcome: Sendable {
 public struct FinetuneJob: Sendable {
     public let store: FinetuneRunStore
     public let images: TrainingImageSource
-    public let tokenize: @Sendable (String) throws -> [Int32]
+    /// Caption → one row of `contextLength` token ids (the second argument).
+    public let tokenize: @Sendable (String, Int) throws -> [Int32]
     public let canary: CanarySpec
     /// Where promoted checkpoints are written (shared storage when trainers and daemons run on different machines).
     public let checkpointDirectory: URL
@@ -208,7 +250,7 @@ public struct FinetuneJob: Sendable {
     public var loadConcurrency = 4
     private let executor = SerialExecutor(label: "clipd.finetune.train")
 
-    public init(store: FinetuneRunStore, images: TrainingImageSource, tokenize: @escaping @Sendable (String) throws -> [Int32],
+    public init(store: FinetuneRunStore, images: TrainingImageSource, tokenize: @escaping @Sendable (String, Int) throws -> [Int32],
                 canary: CanarySpec, checkpointDirectory: URL, logger: Logger) {
         self.store = store
         self.images = images
@@ -263,7 +305,8 @@ public struct FinetuneJob: Sendable {
             throw PipelineFailure("finetune.not_enough_pairs", "\(heldOut.count) usable held-out pairs (held_out_fraction \(p.heldOutFraction) of \(records.count) captioned records); need at least 2")
         }
 
-        let evaluator = ModelEvaluator(heldOut: heldOut, canary: try await loadCanary(config: cfg), tokenize: tokenize)
+        let tokenize = self.tokenize, contextLength = cfg.contextLength
+        let evaluator = ModelEvaluator(heldOut: heldOut, canary: try await loadCanary(config: cfg), tokenize: { try tokenize($0, contextLength) })
         let before = try await executor.run { try evaluator.evaluate(model) }
         logger.info("fine-tune run \(runID): before: recall \(Self.describe(before.recall)), canary accuracy \(before.canaryAccuracy)")
 
@@ -357,7 +400,7 @@ public struct FinetuneJob: Sendable {
             switch result {
             case .success(let pixels):
                 do {
-                    out.append(EncodedPair(id: record.id, pixels: pixels, tokens: try tokenize(record.caption)))
+                    out.append(EncodedPair(id: record.id, pixels: pixels, tokens: try tokenize(record.caption, config.contextLength)))
                 } catch {
                     skipped += 1
                     logger.warning("fine-tune: skipping record \(record.id): caption: \(error)")
