@@ -299,7 +299,11 @@ public struct FinetuneJob: Sendable {
             if HeldOutSplit.isHeldOut($1.id, fraction: p.heldOutFraction) { $0.0.append($1) } else { $0.1.append($1) }
         }
         var skipped = 0
-        let heldOut = try await encode(heldOutRecords, config: cfg, skipped: &skipped)
+        // Retrieval needs one true match per query: repeated captions or images among the
+        // held-out pairs would make each other's matches ambiguous, so only the first is kept.
+        var seenCaptions = Set<String>(), seenImages = Set<String>()
+        let distinctHeldOut = heldOutRecords.filter { seenCaptions.insert($0.caption).inserted && seenImages.insert($0.imageURL).inserted }
+        let heldOut = try await encode(distinctHeldOut, config: cfg, skipped: &skipped)
         let training = try await encode(trainRecords, config: cfg, skipped: &skipped)
         logger.info("fine-tune run \(runID): \(training.count) training pairs, \(heldOut.count) held-out pairs, \(skipped) skipped")
         guard training.count >= 2 else {

@@ -97,10 +97,10 @@ struct PostgresFinetuneStore: FinetuneRunStore {
         try await database.claimFinetuneRun(worker: worker)
     }
 
-    /// When the newest run was scheduled, and how many captioned records arrived since.
+    /// When the newest run that is already due was scheduled, and how many captioned records arrived since.
     func activitySinceLastRun() async throws -> (lastRun: Date?, newPairs: Int) {
         let row = try await connection.query("""
-            WITH last AS (SELECT max(scheduled_at) AS at FROM finetune_runs)
+            WITH last AS (SELECT max(scheduled_at) AS at FROM finetune_runs WHERE scheduled_at <= now())
             SELECT extract(epoch FROM (SELECT at FROM last))::float8,
                    (SELECT count(*) FROM records WHERE caption IS NOT NULL AND btrim(caption) <> ''
                        AND received_at > coalesce((SELECT at FROM last), '-infinity'))
