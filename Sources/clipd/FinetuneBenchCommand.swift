@@ -55,32 +55,42 @@ struct FinetuneBenchCommand: AsyncParsableCommand {
                 row[typicalTokens - 1] = 49407
                 return row
             }
-            func timed(_ body: () throws -> Void) rethrows -> (perSecond: Double, repetitions: Int) {
-                try body()  // warm-up: allocations, first-touch of buffers
+            /// Per-repetition rates after one warm-up; the median resists the other processes on a shared machine.
+            func timed(_ body: () throws -> Void) rethrows -> (median: Double, best: Double, repetitions: Int) {
+                try body()  // warm-up: allocations, first touch of buffers
+                var rates: [Double] = []
                 let start = Date()
-                var n = 0
-                repeat { try body(); n += 1 } while n < 2 || Date().timeIntervalSince(start) < seconds
-                return (Double(n * batch) / Date().timeIntervalSince(start), n)
+                repeat {
+                    let t = Date()
+                    try body()
+                    rates.append(Double(batch) / Date().timeIntervalSince(t))
+                } while rates.count < 2 || Date().timeIntervalSince(start) < seconds
+                rates.sort()
+                return (rates[rates.count / 2], rates.last!, rates.count)
             }
-            let inference = try timed {
+            func forward() throws {
                 _ = model.encodeImages(pixels, count: batch)
                 _ = try model.encodeTexts(tokens)
             }
-            logger.info("\(name): inference \(String(format: "%.2f", inference.perSecond)) pairs/s")
             var fields: [String] = []
+            var inferenceRates: [Double] = []
             for modeName in modes.split(separator: ",").map(String.init) {
                 let mode = FineTuneMode(modeName)!
                 let trainer = CLIPTrainer(model: model, mode: mode, hyper: .init(learningRate: 1e-6), gradClipNorm: 1)
                 let trained = model.parameters.entries.filter { trainer.trains($0) }.reduce(0) { $0 + $1.count }
+                // The forward-only baseline is measured right before each mode, so both see the same machine load.
+                let inference = try timed(forward)
+                inferenceRates.append(inference.median)
                 let result = try timed { try trainer.step(pixels: pixels, tokens: tokens) }
-                logger.info("\(name) \(modeName): \(String(format: "%.2f", result.perSecond)) pairs/s")
-                fields.append("{\"mode\":\(jsonString(modeName)),\"pairs_per_second\":\(Self.round(result.perSecond)),"
-                              + "\"seconds_per_step\":\(Self.round(Double(batch) / result.perSecond)),\"steps\":\(result.repetitions),"
-                              + "\"trained_parameters\":\(trained),\"vs_inference\":\(Self.round(result.perSecond / inference.perSecond))}")
+                logger.info("\(name) \(modeName): \(String(format: "%.2f", result.median)) pairs/s (forward only \(String(format: "%.2f", inference.median)))")
+                fields.append("{\"mode\":\(jsonString(modeName)),\"pairs_per_second\":\(Self.round(result.median)),\"best_pairs_per_second\":\(Self.round(result.best)),"
+                              + "\"steps\":\(result.repetitions),\"trained_parameters\":\(trained),"
+                              + "\"forward_only_pairs_per_second\":\(Self.round(inference.median)),\"vs_forward_only\":\(Self.round(result.median / inference.median))}")
             }
+            let forwardMedian = inferenceRates.sorted()[inferenceRates.count / 2]
             printLine("{\"arch\":\(jsonString(name)),\"parameters\":\(model.parameters.count),\"batch\":\(batch),\"caption_tokens\":\(typicalTokens),"
                       + "\"blas_kernel\":\(jsonString(BLASSelection.current.kernel)),\"blas_threads\":\(BLASKernel.threads),"
-                      + "\"inference_pairs_per_second\":\(Self.round(inference.perSecond)),\"modes\":[\(fields.joined(separator: ","))]}")
+                      + "\"forward_only_pairs_per_second\":\(Self.round(forwardMedian)),\"modes\":[\(fields.joined(separator: ","))]}")
         }
     }
 
