@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Pipeline", "Synthetic", "clipd", .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

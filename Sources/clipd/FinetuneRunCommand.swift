@@ -203,8 +203,18 @@ struct FinetuneRunCommand: AsyncParsableCommand {
                 logger.info("claimed fine-tune run \(run.id)")
                 // The model's image size is only known once the base checkpoint is read; the
                 // loader preprocesses for the model the job loads, so build it per run.
-                let base = try await store.baseModel(versionID: run.baseModelVersionID)
-                let config = try CheckpointLoader.load(path: base.checkpointPath).config
+                let config: CLIPConfig
+                do {
+                    let base = try await store.baseModel(versionID: run.baseModelVersionID)
+                    config = try CheckpointLoader.load(path: base.checkpointPath).config
+                } catch {
+                    let message = (error as? PipelineFailure)?.message ?? (error as? CLIPError)?.message ?? "\(error)"
+                    logger.error("fine-tune run \(run.id): \(message)")
+                    try await store.finish(runID: run.id, outcome: .failed(message))
+                    printLine("{\"run\":\(run.id),\"status\":\"failed\",\"error\":\(jsonString(message))}")
+                    if once { return }
+                    continue
+                }
                 let images = ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false)
                 let job = FinetuneJob(store: store, images: images, tokenize: { text, length in
                     tokenizer.tokenize(text, contextLength: length).ids.map(Int32.init)
