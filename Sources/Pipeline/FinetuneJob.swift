@@ -22,7 +22,7 @@ public struct FinetuneParameters: Sendable, Equatable, Codable {
     public var alphas: [Float] = WiseFT.defaultAlphas
     /// Largest absolute drop of canary accuracy that still allows promotion.
     public var canaryTolerance: Float = 0.02
-    /// Held-out recall (mean of R@1/R@5 both ways) must rise at least this much to promote.
+    /// Held-out recall (mean of R@1/R@5 both ways) must rise by more than this to promote.
     public var minRecallGain: Float = 0
     public var seed: UInt64 = 0
 

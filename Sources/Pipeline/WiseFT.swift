@@ -38,8 +38,8 @@ public struct WiseFTCandidate: Sendable, Equatable, Codable {
 
 /// Decides whether a fine-tuned model replaces the current one. The mixing weight is the α > 0
 /// with the best held-out recall among those whose canary accuracy stays within `canaryTolerance`
-/// (absolute) of the current model's; it is promoted only if that recall is at least the current
-/// model's plus `minRecallGain`. Ties prefer the better canary, then the smaller α (closer to the
+/// (absolute) of the current model's; it is promoted only if that recall beats the current
+/// model's by more than `minRecallGain`. Ties prefer the better canary, then the smaller α (closer to the
 /// model users already trust).
 public struct PromotionGate: Sendable, Equatable, Codable {
     public var canaryTolerance: Float
@@ -84,7 +84,8 @@ public struct PromotionGate: Sendable, Equatable, Codable {
                 best = c
             }
         }
-        if best.report.recall.mean + Self.slack < before.recall.mean + minRecallGain {
+        // Promoting a model that measures the same would make every daemon switch (and re-embed) for nothing.
+        if !(best.report.recall.mean > before.recall.mean + minRecallGain + Self.slack) {
             let needed = minRecallGain > 0 ? " (needs a gain of \(Self.format(minRecallGain)))" : ""
             return .reject(reasons: reasons + ["held-out recall did not improve: best \(Self.format(best.report.recall.mean)) at α=\(Self.format(best.alpha)) vs \(Self.format(before.recall.mean)) before\(needed)"])
         }

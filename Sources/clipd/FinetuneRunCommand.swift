@@ -97,7 +97,7 @@ struct FinetuneListCommand: AsyncParsableCommand {
                     SELECT id, status, parameters, base_model_version_id, result_model_version_id, claimed_by,
                            scheduled_at, started_at, finished_at, coalesce(cardinality(loss_curve), 0) AS steps_done,
                            loss_curve, metrics, results, error
-                      FROM finetune_runs WHERE \(status) IS NULL OR status = \(status)
+                      FROM finetune_runs WHERE \(status)::text IS NULL OR status = \(status)::text
                      ORDER BY id DESC LIMIT \(Int64(limit))) r
                 """) {
                 printLine(try row.decode(String.self, at: 0))

@@ -129,6 +129,8 @@ final class PromotionGateTests: XCTestCase {
         XCTAssertTrue(reasons.last!.contains("held-out recall did not improve"), reasons.last!)
         let gain = PromotionGate(minRecallGain: 0.05).decide(before: before, candidates: [WiseFTCandidate(alpha: 1, report: report(0.52, canary: 0.8))])
         XCTAssertFalse(gain.isPromotion, "needs a 0.05 gain")
+        let same = PromotionGate().decide(before: before, candidates: [WiseFTCandidate(alpha: 1, report: report(0.5, canary: 0.9))])
+        XCTAssertFalse(same.isPromotion, "equal recall is not an improvement worth a new version")
         let nan = PromotionGate().decide(before: before, candidates: [WiseFTCandidate(alpha: 1, report: report(.nan, canary: 0.8))])
         XCTAssertEqual(nan, .reject(reasons: ["α=1: the model's outputs are not finite"]))
         XCTAssertFalse(PromotionGate().decide(before: before, candidates: [WiseFTCandidate(alpha: 0, report: before)]).isPromotion,
