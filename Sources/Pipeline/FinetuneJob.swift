@@ -252,6 +252,8 @@ public struct FinetuneJob: Sendable {
     public var progressEvery = 10
     /// Images fetched and decoded at once.
     public var loadConcurrency = 4
+    /// Held-out pairs evaluated at most (the newest).
+    public var maxHeldOut = 1000
     private let executor = SerialExecutor(label: "clipd.finetune.train")
 
     public init(store: FinetuneRunStore, images: TrainingImageSource, tokenize: @escaping @Sendable (String, Int) throws -> [Int32],
@@ -303,9 +305,15 @@ public struct FinetuneJob: Sendable {
         // held-out pairs would make each other's matches ambiguous, so only the first is kept.
         var seenCaptions = Set<String>(), seenImages = Set<String>()
         let distinctHeldOut = heldOutRecords.filter { seenCaptions.insert($0.caption).inserted && seenImages.insert($0.imageURL).inserted }
-        let heldOut = try await encode(distinctHeldOut, config: cfg, skipped: &skipped)
-        let training = try await encode(trainRecords, config: cfg, skipped: &skipped)
-        logger.info("fine-tune run \(runID): \(training.count) training pairs, \(heldOut.count) held-out pairs, \(skipped) skipped")
+        // Preprocessed images are large (600 KB at 224 px), so only what the run can use is
+        // loaded: the newest `maxHeldOut` held-out pairs, and at most steps × batch training
+        // pairs (a seeded sample when there are more), each seen about once.
+        let heldOut = try await encode(Array(distinctHeldOut.prefix(maxHeldOut)), config: cfg, skipped: &skipped)
+        var sampleRNG = SeededGenerator(seed: p.seed &+ UInt64(bitPattern: runID) &+ 1)
+        let usable = p.steps * p.batch
+        let trainSample = trainRecords.count <= usable ? trainRecords : Array(trainRecords.shuffled(using: &sampleRNG).prefix(usable))
+        let training = try await encode(trainSample, config: cfg, skipped: &skipped)
+        logger.info("fine-tune run \(runID): \(training.count) training pairs (of \(trainRecords.count)), \(heldOut.count) held-out pairs, \(skipped) skipped")
         guard training.count >= 2 else {
             throw PipelineFailure("finetune.not_enough_pairs", "\(training.count) usable training pairs (of \(records.count) captioned records); need at least 2")
         }
