@@ -317,6 +317,9 @@ public struct FinetuneJob: Sendable {
         guard training.count >= 2 else {
             throw PipelineFailure("finetune.not_enough_pairs", "\(training.count) usable training pairs (of \(records.count) captioned records); need at least 2")
         }
+        guard Set(training.map(\.tokens)).count >= 2 else {
+            throw PipelineFailure("finetune.not_enough_pairs", "the \(training.count) training pairs have fewer than 2 distinct captions; contrastive training compares different captions")
+        }
         guard heldOut.count >= 2 else {
             throw PipelineFailure("finetune.not_enough_pairs", "\(heldOut.count) usable held-out pairs (held_out_fraction \(p.heldOutFraction) of \(records.count) captioned records); need at least 2")
         }
