@@ -32,6 +32,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Also measure splitting each batch across single-threaded workers.")
     var compareWorkers = false
 
+    @Option(name: .long, help: ArgumentHelp("Write the --arch random-weight model to this .safetensors file and exit (for end-to-end benchmarks).", visibility: .hidden))
+    var saveModel: String?
+
     func validate() throws {
         if (model == nil) == (arch == nil) { throw ValidationError("give exactly one of --model or --arch") }
         if let arch, CLIPConfig.named(arch) == nil {
@@ -51,6 +54,11 @@ struct BenchCommand: AsyncParsableCommand {
         } else {
             configureThreads(threads, logger: logger)
             clip = CLIPModel.random(config: CLIPConfig.named(arch!)!, seed: 1)
+        }
+        if let saveModel {
+            try CheckpointWriter.write(clip, to: URL(fileURLWithPath: saveModel), metadata: ["clipd.note": "random weights for benchmarks"])
+            printLine("{\"saved\":\(jsonString(saveModel))}")
+            return
         }
         let cfg = clip.config
         let blasThreads = BLASKernel.threads
