@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Pipeline", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Pipeline", "Synthetic", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
