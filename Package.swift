@@ -11,6 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shims: each is imported by exactly one Swift module.
@@ -47,17 +49,34 @@ let package = Package(
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Kafka record format and its validation (no C dependencies).
+        .target(name: "Records"),
+        // librdkafka consumer/producer/admin and the mock cluster, behind one seam.
+        .target(name: "Kafka", dependencies: [
+            "CRdKafka",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         .target(name: "clipd", dependencies: [
             "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot", "Records", "Kafka",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
         // Benchmarks/pg_writes.sh: COPY versus multi-row INSERT for the daemon's write batches.
         .executableTarget(name: "PostgresWritesBench", dependencies: [
             "Postgres", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/PostgresWrites"),
+
+        // Helpers shared by the integration test targets (processes, TCP relay).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "DaemonIntegrationTests", dependencies: [
+            "TestSupport", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
@@ -74,7 +93,13 @@ let package = Package(
         // The demo model: a short training run learns; the committed model still classifies.
         .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "CLIP", "Tensor", "Synthetic", "ImageIO", "CLIPTokenizer"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Pipeline", "clipd", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Pipeline", "Synthetic", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "RecordsTests", dependencies: ["Records"]),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
+        .testTarget(name: "KafkaIntegrationTests", dependencies: [
+            "Kafka", "Records",
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

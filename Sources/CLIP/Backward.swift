@@ -2,7 +2,7 @@ import Tensor
 
 /// Gradient scratch for one block's backward pass (shape letters as in BlockActivations).
 final class BlockGradients {
-    let dln1, dattnOut, dafterAttn, dln2, dbranchIn: UnsafeMutablePointer<Float>  // [N,C]
+    let dln1, dattnOut, dafterAttn, dln2: UnsafeMutablePointer<Float>  // [N,C]
     let dqkv: UnsafeMutablePointer<Float>                                      // [N,3C]
     let dfc, dact: UnsafeMutablePointer<Float>                                 // [N,M]
     let nc: Int, nm: Int
@@ -10,17 +10,17 @@ final class BlockGradients {
     init(n: Int, c: Int, m: Int) {
         nc = n * c; nm = n * m
         dln1 = .allocate(capacity: nc); dattnOut = .allocate(capacity: nc); dafterAttn = .allocate(capacity: nc)
-        dln2 = .allocate(capacity: nc); dbranchIn = .allocate(capacity: nc)
+        dln2 = .allocate(capacity: nc)
         dqkv = .allocate(capacity: 3 * nc); dfc = .allocate(capacity: nm); dact = .allocate(capacity: nm)
     }
 
     func zero() {
-        for p in [dln1, dattnOut, dafterAttn, dln2, dbranchIn] { p.update(repeating: 0, count: nc) }
+        for p in [dln1, dattnOut, dafterAttn, dln2] { p.update(repeating: 0, count: nc) }
         dqkv.update(repeating: 0, count: 3 * nc)
         dfc.update(repeating: 0, count: nm); dact.update(repeating: 0, count: nm)
     }
 
-    deinit { for p in [dln1, dattnOut, dafterAttn, dln2, dbranchIn, dqkv, dfc, dact] { p.deallocate() } }
+    deinit { for p in [dln1, dattnOut, dafterAttn, dln2, dqkv, dfc, dact] { p.deallocate() } }
 }
 
 /// Backward of `blockForward`. `dx` holds d(loss)/d(block output) [N,C] on entry and

@@ -16,11 +16,40 @@ public final class CLIPModel: @unchecked Sendable {
         self.init(config: checkpoint.config, parameters: checkpoint.parameters)
     }
 
-    /// A model with open_clip-like random weights (N(0, 0.02), LayerNorm gains 1,
-    /// logit_scale ln(1/0.07)): for benchmarks and tests.
-    public static func random(config: CLIPConfig, seed: UInt64 = 0) -> CLIPModel {
+    /// How `random(config:seed:initialization:)` draws weights.
+    public enum Initialization: String, Sendable {
+        /// N(0, 0.02) everywhere, LayerNorm gains 1: cheap, but attention is nearly uniform, so
+        /// image embeddings barely depend on the image (fine for speed measurements).
+        case uniformSmall = "small"
+        /// open_clip's `init_parameters` scales (attention std width^-1/2, residual projections
+        /// scaled by depth, class/positional embeddings width^-1/2): embeddings that separate
+        /// images, for comparisons of preprocessing paths by embedding cosine.
+        case openCLIP = "open_clip"
+    }
+
+    /// A model with random weights and logit_scale ln(1/0.07), for benchmarks and tests.
+    public static func random(config: CLIPConfig, seed: UInt64 = 0, initialization: Initialization = .uniformSmall) -> CLIPModel {
         let p = ParameterStore(layout: config.parameterShapes)
         var rng = SeededGenerator(seed: seed)
+        func std(for name: String) -> Float {
+            guard initialization == .openCLIP else { return 0.02 }
+            let visual = name.hasPrefix("visual.")
+            let tower = visual ? config.vision : config.text
+            let w = Float(tower.width)
+            let attnStd = 1 / w.squareRoot()
+            let projStd = attnStd / Float(2 * tower.layers).squareRoot()
+            let fcStd = 1 / (2 * w).squareRoot()
+            if name.hasSuffix("attn.in_proj_weight") { return attnStd }
+            if name.hasSuffix("attn.out_proj.weight") || name.hasSuffix("mlp.c_proj.weight") { return projStd }
+            if name.hasSuffix("mlp.c_fc.weight") { return fcStd }
+            switch name {
+            case "visual.class_embedding", "visual.positional_embedding", "visual.proj": return attnStd
+            case "text_projection": return 1 / Float(config.text.width).squareRoot()
+            case "positional_embedding": return 0.01
+            case "visual.conv1.weight": return 1 / Float(3 * config.patchSize * config.patchSize).squareRoot()
+            default: return 0.02
+            }
+        }
         for e in p.entries {
             let dst = p.storage + e.offset
             if e.name.hasSuffix("ln_1.weight") || e.name.hasSuffix("ln_2.weight") || e.name.hasSuffix("ln_pre.weight")
@@ -31,7 +60,8 @@ public final class CLIPModel: @unchecked Sendable {
             } else if e.name.hasSuffix(".bias") {
                 for i in 0..<e.count { dst[i] = 0 }
             } else {
-                for i in 0..<e.count { dst[i] = rng.normal(std: 0.02) }
+                let s = std(for: e.name)
+                for i in 0..<e.count { dst[i] = rng.normal(std: s) }
             }
         }
         return CLIPModel(config: config, parameters: p)
@@ -165,7 +195,7 @@ final class VisionForward {
         observe("vision.ln_pre", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "visual.transformer.resblocks.\(i)"), acts: acts,
-                         causal: false, activation: cfg.activation, eps: eps)
+                         causal: false, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
             if observer != nil {
                 observe("vision.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("vision.resblock.\(i)", [b, t, w], stream)
@@ -237,7 +267,7 @@ final class TextForward {
         observe("text.embeddings", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "transformer.resblocks.\(i)"), acts: acts,
-                         causal: true, activation: cfg.activation, eps: eps)
+                         causal: true, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
             if observer != nil {
                 observe("text.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("text.resblock.\(i)", [b, t, w], stream)

@@ -22,7 +22,6 @@ final class BlockActivations {
     let ln2Rstd: UnsafeMutablePointer<Float>    // [N]
     let fc: UnsafeMutablePointer<Float>         // [N,M] before the activation
     let act: UnsafeMutablePointer<Float>        // [N,M]
-    let branch: UnsafeMutablePointer<Float>     // [N,C] scratch for a branch output
 
     init(b: Int, t: Int, c: Int, m: Int, nh: Int, keepAttention: Bool) {
         self.b = b; self.t = t; self.c = c; self.m = m; self.nh = nh
@@ -31,11 +30,11 @@ final class BlockActivations {
         input = buf(n * c); ln1 = buf(n * c); ln1Mean = buf(n); ln1Rstd = buf(n)
         qkv = buf(n * 3 * c); att = keepAttention ? buf(b * nh * t * t) : nil
         attnOut = buf(n * c); afterAttn = buf(n * c); ln2 = buf(n * c); ln2Mean = buf(n); ln2Rstd = buf(n)
-        fc = buf(n * m); act = buf(n * m); branch = buf(n * c)
+        fc = buf(n * m); act = buf(n * m)
     }
 
     deinit {
-        for p in [input, ln1, ln1Mean, ln1Rstd, qkv, attnOut, afterAttn, ln2, ln2Mean, ln2Rstd, fc, act, branch] { p.deallocate() }
+        for p in [input, ln1, ln1Mean, ln1Rstd, qkv, attnOut, afterAttn, ln2, ln2Mean, ln2Rstd, fc, act] { p.deallocate() }
         att?.deallocate()
     }
 }
@@ -55,19 +54,31 @@ struct BlockWeights {
 }
 
 /// `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))` in place on the residual stream x [B,T,C].
+/// The residual additions are folded into the projections' sgemm (beta = 1). The block input and
+/// the stream after attention are kept only when backward (training) or an observer needs them.
 func blockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, acts a: BlockActivations,
-                  causal: Bool, activation: Activation, eps: Float) {
+                  causal: Bool, activation: Activation, eps: Float, keepIntermediates: Bool = false) {
     let n = a.n, c = a.c, m = a.m
-    a.input.update(from: x, count: n * c)
+    let training = a.att != nil
+    if training { a.input.update(from: x, count: n * c) }
     layerNormForward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps)
     linearForward(out: a.qkv, inp: a.ln1, weight: w.inProjW, bias: w.inProjB, n: n, c: c, oc: 3 * c)
     attentionForward(out: a.attnOut, att: a.att, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal)
-    linearForward(out: a.branch, inp: a.attnOut, weight: w.outProjW, bias: w.outProjB, n: n, c: c, oc: c)
-    for i in 0..<(n * c) { x[i] += a.branch[i] }
-    a.afterAttn.update(from: x, count: n * c)
+    residualLinear(x, inp: a.attnOut, weight: w.outProjW, bias: w.outProjB, n: n, c: c, oc: c)
+    if training || keepIntermediates { a.afterAttn.update(from: x, count: n * c) }
     layerNormForward(out: a.ln2, mean: a.ln2Mean, rstd: a.ln2Rstd, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps)
     linearForward(out: a.fc, inp: a.ln2, weight: w.fcW, bias: w.fcB, n: n, c: c, oc: m)
     activation.forward(out: a.act, inp: a.fc, count: n * m)
-    linearForward(out: a.branch, inp: a.act, weight: w.projW, bias: w.projB, n: n, c: m, oc: c)
-    for i in 0..<(n * c) { x[i] += a.branch[i] }
+    residualLinear(x, inp: a.act, weight: w.projW, bias: w.projB, n: n, c: m, oc: c)
+}
+
+/// `x += inp @ W^T + bias` (a residual branch's output projection) in one sgemm pass.
+@inline(__always)
+func residualLinear(_ x: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                    bias: UnsafePointer<Float>, n: Int, c: Int, oc: Int) {
+    gemm(.none, .transposed, m: n, n: oc, k: c, a: inp, lda: c, b: weight, ldb: c, beta: 1, c: x, ldc: oc)
+    for r in 0..<n {
+        let row = x + r * oc
+        for j in 0..<oc { row[j] += bias[j] }
+    }
 }

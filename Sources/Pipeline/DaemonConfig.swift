@@ -74,6 +74,27 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     /// upper-cased with a `CLIPD_` prefix (e.g. `batch_size` ↔ `CLIPD_BATCH_SIZE`).
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
+    public enum ValueKind: Sendable, Equatable { case string, optionalString, int, double, bool, stringList }
+
+    /// The value type of every key, for parsing environment variables and flags. (CodingKeys
+    /// lists the properties in declaration order; DaemonConfigTests holds the two together.)
+    public static var kinds: [String: ValueKind] {
+        let values = Mirror(reflecting: DaemonConfig()).children.map(\.value)
+        precondition(values.count == CodingKeys.allCases.count, "CodingKeys must list every property")
+        return Dictionary(uniqueKeysWithValues: zip(CodingKeys.allCases, values).map { key, value in
+            let kind: ValueKind
+            switch value {
+            case is Bool: kind = .bool
+            case is Int: kind = .int
+            case is Double: kind = .double
+            case is [String]: kind = .stringList
+            case is String: kind = .string
+            default: kind = .optionalString
+            }
+            return (key.rawValue, kind)
+        })
+    }
+
     /// A problem that makes the configuration unusable, or nil.
     public func problem() -> String? {
         if brokers.isEmpty { return "brokers must not be empty" }

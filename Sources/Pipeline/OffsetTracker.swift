@@ -21,6 +21,7 @@ public final class OffsetTracker: @unchecked Sendable {
         var inFlight: [Int64] = []      // admitted offsets in order (Kafka delivers in order)
         var head = 0                    // index of the first not-yet-completed entry
         var completed = Set<Int64>()
+        var pending = 0                 // admitted and not yet completed
     }
 
     private let lock = NSLock()
@@ -52,6 +53,7 @@ public final class OffsetTracker: @unchecked Sendable {
             let last = s.inFlight.last ?? (s.next - 1)
             guard offset > last else { return false }
             s.inFlight.append(offset)
+            s.pending += 1
             if s.head == s.inFlight.count - 1 { s.next = offset }
             partitions[tp] = s
             return true
@@ -63,7 +65,8 @@ public final class OffsetTracker: @unchecked Sendable {
     public func complete(_ tp: TopicPartition, offset: Int64) -> Bool {
         lock.withLock {
             guard var s = partitions[tp] else { return false }
-            s.completed.insert(offset)
+            let firstPending = s.head < s.inFlight.count ? s.inFlight[s.head] : Int64.max
+            if offset >= firstPending, s.completed.insert(offset).inserted { s.pending -= 1 }
             while s.head < s.inFlight.count, s.completed.remove(s.inFlight[s.head]) != nil {
                 s.next = s.inFlight[s.head] + 1
                 s.head += 1
@@ -91,6 +94,6 @@ public final class OffsetTracker: @unchecked Sendable {
 
     /// Records admitted and not yet completed, over all partitions.
     public var inFlightCount: Int {
-        lock.withLock { partitions.values.reduce(0) { $0 + ($1.inFlight.count - $1.head) } }
+        lock.withLock { partitions.values.reduce(0) { $0 + $1.pending } }
     }
 }

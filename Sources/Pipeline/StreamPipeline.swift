@@ -203,6 +203,8 @@ public final class StreamPipeline: @unchecked Sendable {
     // MARK: encoding and writing
 
     func encodeLoop() async throws {
+        // Batch N is written while batch N+1 is encoded; writes stay in order.
+        var previousWrite: Task<Void, Error>?
         while let items = await batcher.next() {
             let swap: LoadedModel? = lock.withLock {
                 defer { pendingModel = nil }
@@ -231,8 +233,10 @@ public final class StreamPipeline: @unchecked Sendable {
             }
             metrics.stageLatency("encode", since: encodeStart)
             metrics.batch(size: items.count)
-            try await write(records: encoded, failures: failures, model: current.version)
+            try await previousWrite?.value
+            previousWrite = Task { try await self.write(records: encoded, failures: failures, model: current.version) }
         }
+        try await previousWrite?.value
     }
 
     static func encode(_ ready: [(IncomingMessage, ParsedRecord, [Float], [Int32]?)], model: CLIPModel,

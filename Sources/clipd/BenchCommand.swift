@@ -32,6 +32,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Also measure splitting each batch across single-threaded workers.")
     var compareWorkers = false
 
+    @Option(name: .long, help: ArgumentHelp("Write the --arch random-weight model to this .safetensors file and exit (for end-to-end benchmarks).", visibility: .hidden))
+    var saveModel: String?
+
+    @Option(name: .long, help: ArgumentHelp("Random initialisation for --arch: small (N(0,0.02)) or open_clip (its init_parameters scales).", visibility: .hidden))
+    var initialization: String = "small"
+
     func validate() throws {
         if (model == nil) == (arch == nil) { throw ValidationError("give exactly one of --model or --arch") }
         if let arch, CLIPConfig.named(arch) == nil {
@@ -50,7 +56,15 @@ struct BenchCommand: AsyncParsableCommand {
             clip = try ModelOptions.parse(["--model", model] + (threads.map { ["--threads", "\($0)"] } ?? [])).load(logger: logger)
         } else {
             configureThreads(threads, logger: logger)
-            clip = CLIPModel.random(config: CLIPConfig.named(arch!)!, seed: 1)
+            guard let initialization = CLIPModel.Initialization(rawValue: initialization) else {
+                throw ValidationError("--initialization must be small or open_clip")
+            }
+            clip = CLIPModel.random(config: CLIPConfig.named(arch!)!, seed: 1, initialization: initialization)
+        }
+        if let saveModel {
+            try CheckpointWriter.write(clip, to: URL(fileURLWithPath: saveModel), metadata: ["clipd.note": "random weights for benchmarks"])
+            printLine("{\"saved\":\(jsonString(saveModel))}")
+            return
         }
         let cfg = clip.config
         let blasThreads = BLASKernel.threads

@@ -11,6 +11,7 @@ struct ClipdCommand: AsyncParsableCommand {
             BLASCheckCommand.self,
             ClassifyCommand.self,
             ModelCommand.self,
+            RunCommand.self,
             SearchCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,
@@ -18,6 +19,8 @@ struct ClipdCommand: AsyncParsableCommand {
             PreprocessCommand.self,
             MigrateCommand.self,
             LabelsCommand.self,
+            PublishCommand.self,
+            DevBrokerCommand.self,
             SynthCommand.self,
         ]
     )

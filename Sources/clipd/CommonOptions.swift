@@ -98,11 +98,15 @@ struct ImageInputOptions: ParsableArguments {
     @Option(name: .long, help: "Fetch timeout in seconds for image URLs.")
     var fetchTimeout: Double = 15
 
+    @Flag(name: .customLong("fast-dct"), help: "Let libjpeg downscale by 1/2, 1/4 or 1/8 while the shortest side stays >= 2*S (faster, not identical; see Benchmarks/README.md).")
+    var fastDCT = false
+
     func loader(model: CLIPConfig) -> ImageLoader {
         var fetch = FetchConfiguration()
         fetch.allowPrivateNetworks = allowPrivateNetworks
         fetch.totalTimeout = .milliseconds(Int(fetchTimeout * 1000))
-        return ImageLoader(model: model, fetch: fetch, workers: 2, applyExif: !ignoreExif, allowPlainPaths: true)
+        return ImageLoader(model: model, fetch: fetch, workers: 2, applyExif: !ignoreExif,
+                           dctDownscale: fastDCT ? .keepTwiceTarget : .off, allowPlainPaths: true)
     }
 }
 

@@ -7,7 +7,8 @@ struct FinetuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Contrastive fine-tuning of CLIP models.",
-        subcommands: [FinetuneStepCommand.self, TrainShapesCommand.self]
+        subcommands: [FinetuneStepCommand.self, TrainShapesCommand.self, FinetuneScheduleCommand.self, FinetuneListCommand.self,
+                      FinetuneRunCommand.self, FinetuneBenchCommand.self]
     )
 }
 

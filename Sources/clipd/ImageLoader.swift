@@ -16,10 +16,10 @@ struct ImageLoader: Sendable {
     let allowPlainPaths: Bool
 
     init(model: CLIPConfig, fetch: FetchConfiguration, workers: Int, maxPixels: Int = ImageDecoder.defaultMaxPixels,
-         applyExif: Bool = true, allowPlainPaths: Bool) {
+         applyExif: Bool = true, dctDownscale: DCTDownscalePolicy = .off, allowPlainPaths: Bool) {
         fetcher = ImageFetcher(configuration: fetch)
         preprocessor = Preprocessor(options: PreprocessOptions(imageSize: model.imageSize, mean: model.imageMean, std: model.imageStd,
-                                                               applyExifOrientation: applyExif),
+                                                               applyExifOrientation: applyExif, dctDownscale: dctDownscale),
                                     decoder: ImageDecoder(maxPixels: maxPixels))
         pool = WorkerPool(label: "clipd.decode", width: workers)
         self.allowPlainPaths = allowPlainPaths

@@ -27,3 +27,10 @@ func maxAbsDiff(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Flo
     precondition(a.count == b.count, "sizes differ: \(a.count) vs \(b.count)")
     return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
+
+/// The measured error, printed for the record (CLIPD_PRINT_FIDELITY=1), then returned.
+func fidelity(_ label: String, _ a: some Collection<Float>, _ b: some Collection<Float>) -> Float {
+    let d = maxAbsDiff(a, b)
+    if ProcessInfo.processInfo.environment["CLIPD_PRINT_FIDELITY"] == "1" { print("fidelity \(label) max_abs=\(d)") }
+    return d
+}

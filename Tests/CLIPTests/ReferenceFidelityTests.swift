@@ -45,11 +45,11 @@ final class ReferenceFidelityTests: XCTestCase {
             let features = model.encodeImages(pixels(Self.imageKeys), count: Self.imageKeys.count) { name, _, values in
                 if name == "vision.ln_post" { tokensLnPost = Array(values) }
             }
-            XCTAssertLessThan(maxAbsDiff(features.data, ref("image_features")), 1e-5, format)
+            XCTAssertLessThan(fidelity("\(format) image_features", features.data, ref("image_features")), 1e-5, format)
             var normalized = features
             normalized.data.withUnsafeMutableBufferPointer { l2NormalizeRows($0.baseAddress!, rows: 11, cols: 32) }
-            XCTAssertLessThan(maxAbsDiff(normalized.data, ref("image_features_normalized")), 1e-5, format)
-            XCTAssertLessThan(maxAbsDiff(tokensLnPost, ref("image_tokens_ln_post")), 3e-5, format)
+            XCTAssertLessThan(fidelity("\(format) image_features_normalized", normalized.data, ref("image_features_normalized")), 1e-5, format)
+            XCTAssertLessThan(fidelity("\(format) image_tokens_ln_post", tokensLnPost, ref("image_tokens_ln_post")), 3e-5, format)
         }
     }
 
@@ -62,10 +62,10 @@ final class ReferenceFidelityTests: XCTestCase {
         let tokens = seen["vision.conv1_tokens"]!
         var transposed = [Float](repeating: 0, count: conv.count)
         for p in 0..<49 { for c in 0..<64 { transposed[c * 49 + p] = tokens[p * 64 + c] } }
-        XCTAssertLessThan(maxAbsDiff(transposed, conv), 3e-5, "vision.conv1")
+        XCTAssertLessThan(fidelity("vision.conv1", transposed, conv), 3e-5, "vision.conv1")
         for name in ["vision.embeddings", "vision.ln_pre", "vision.resblock.0.after_attn", "vision.resblock.0",
                      "vision.resblock.1.after_attn", "vision.resblock.1", "vision.ln_post", "vision.pooled", "vision.projected"] {
-            XCTAssertLessThan(maxAbsDiff(seen[name]!, ref(name)), 3e-5, name)
+            XCTAssertLessThan(fidelity(name, seen[name]!, ref(name)), 3e-5, name)
         }
     }
 
@@ -76,10 +76,10 @@ final class ReferenceFidelityTests: XCTestCase {
             let model = CLIPModel(checkpoint: try CheckpointLoader.load(path: path))
             for trueLength in [true, false] {
                 let features = try model.encodeTexts(tokens, maxBatch: 16, trueLength: trueLength)
-                XCTAssertLessThan(maxAbsDiff(features.data, ref("text_features")), 1e-5, "\(format) trueLength=\(trueLength)")
+                XCTAssertLessThan(fidelity("\(format) text_features trueLength=\(trueLength)", features.data, ref("text_features")), 1e-5, "\(format) trueLength=\(trueLength)")
                 var normalized = features
                 normalized.data.withUnsafeMutableBufferPointer { l2NormalizeRows($0.baseAddress!, rows: 62, cols: 32) }
-                XCTAssertLessThan(maxAbsDiff(normalized.data, ref("text_features_normalized")), 1e-5, format)
+                XCTAssertLessThan(fidelity("\(format) text_features_normalized", normalized.data, ref("text_features_normalized")), 1e-5, format)
             }
         }
     }
@@ -92,7 +92,7 @@ final class ReferenceFidelityTests: XCTestCase {
         _ = try model.encodeTexts(caption, trueLength: false) { name, _, values in full[name] = Array(values) }
         for name in ["text.embeddings", "text.resblock.0.after_attn", "text.resblock.0", "text.resblock.1.after_attn",
                      "text.resblock.1", "text.ln_final", "text.pooled_eot", "text.projected"] {
-            XCTAssertLessThan(maxAbsDiff(full[name]!, ref(name)), 3e-5, name)
+            XCTAssertLessThan(fidelity(name, full[name]!, ref(name)), 3e-5, name)
         }
         // At true length the rows up to end-of-text are the same numbers.
         var short: [String: (shape: [Int], values: [Float])] = [:]
@@ -115,6 +115,6 @@ final class ReferenceFidelityTests: XCTestCase {
             for k in 0..<32 { dot += img.data[i * 32 + k] * txt.data[j * 32 + k] }
             logits[i * 62 + j] = expf(model.logitScale) * dot
         } }
-        XCTAssertLessThan(maxAbsDiff(logits, ref("logits_per_image")), 1e-4)
+        XCTAssertLessThan(fidelity("logits_per_image", logits, ref("logits_per_image")), 1e-4)
     }
 }

@@ -93,3 +93,19 @@ final class BatcherTests: XCTestCase {
         XCTAssertEqual(got, [7, 8])
     }
 }
+
+final class OffsetTrackerCountingTests: XCTestCase {
+    func testInFlightCountsRecordsNotYetDoneEvenOutOfOrder() {
+        let t = OffsetTracker(), p = TopicPartition("t", 0)
+        t.assign(p, next: 0)
+        for o in 0..<10 { t.admit(p, offset: Int64(o)) }
+        for o in 1..<10 { t.complete(p, offset: Int64(o)) }
+        XCTAssertEqual(t.inFlightCount, 1, "nine of ten are done, although 0 blocks the committable offset")
+        XCTAssertEqual(t.committable(p), 0)
+        t.complete(p, offset: 5)   // a duplicate completion changes nothing
+        XCTAssertEqual(t.inFlightCount, 1)
+        t.complete(p, offset: 0)
+        XCTAssertEqual(t.inFlightCount, 0)
+        XCTAssertEqual(t.committable(p), 10)
+    }
+}

@@ -5,16 +5,17 @@ import Glibc
 
 /// A loopback TCP relay to a real server, so tests can make the server "appear" on a port only
 /// after a delay, or cut every open connection, without touching the server itself.
-final class TCPRelay: @unchecked Sendable {
-    let port: UInt16
+public final class TCPRelay: @unchecked Sendable {
+    public let port: UInt16
     private let upstreamPort: UInt16
     private let lock = NSLock()
     private var listener: Int32 = -1
     private var connections: [Int32] = []
     private var stopped = false
+    private var refusing = false
 
     /// Reserves a free port (closed again until `start()`).
-    init(upstreamPort: UInt16) throws {
+    public init(upstreamPort: UInt16) throws {
         self.upstreamPort = upstreamPort
         let probe = try Self.bindListener(port: 0)
         var address = sockaddr_in()
@@ -27,19 +28,26 @@ final class TCPRelay: @unchecked Sendable {
     }
 
     /// Starts accepting on `port` and relaying to the upstream server.
-    func start() throws {
+    public func start() throws {
         let fd = try Self.bindListener(port: port)
         lock.withLock { listener = fd }
         Thread { [self] in acceptLoop(fd) }.start()
     }
 
     /// Closes every relayed connection (the listener stays up).
-    func dropConnections() {
+    public func dropConnections() {
         let open = lock.withLock { () -> [Int32] in defer { connections = [] }; return connections }
         for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
-    func stop() {
+    /// While on, every relayed connection is cut and new ones are closed at once: the server
+    /// looks down (as during a restart) until switched off again.
+    public func setOutage(_ on: Bool) {
+        lock.withLock { refusing = on }
+        if on { dropConnections() }
+    }
+
+    public func stop() {
         let fd = lock.withLock { () -> Int32 in stopped = true; return listener }
         if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
         dropConnections()
@@ -49,6 +57,7 @@ final class TCPRelay: @unchecked Sendable {
         while true {
             let client = accept(listenFD, nil, nil)
             if client < 0 { return }
+            if lock.withLock({ refusing }) { close(client); continue }
             guard let upstream = try? Self.connectLoopback(port: upstreamPort) else { close(client); continue }
             let keep = lock.withLock { () -> Bool in
                 if stopped { return false }
@@ -97,7 +106,7 @@ final class TCPRelay: @unchecked Sendable {
         }
         guard bound == 0, listen(fd, 16) == 0 else {
             close(fd)
-            throw TestSetupError("cannot listen on 127.0.0.1:\(port) (errno \(errno))")
+            throw TCPRelayError("cannot listen on 127.0.0.1:\(port) (errno \(errno))")
         }
         return fd
     }
@@ -108,7 +117,12 @@ final class TCPRelay: @unchecked Sendable {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { close(fd); throw TestSetupError("cannot connect to 127.0.0.1:\(port)") }
+        guard connected == 0 else { close(fd); throw TCPRelayError("cannot connect to 127.0.0.1:\(port)") }
         return fd
     }
+}
+
+public struct TCPRelayError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Training pairs/s of every fine-tune mode (projections, lock-image, last-vision-blocks:1,
+# last-text-blocks:1, full) on random-weight models, each next to the forward-only rate of the
+# same batch measured just before it, in a release build.
+#   Benchmarks/finetune.sh [--arch demo --arch ViT-B-32] [--batch 16] [--seconds 6]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product clipd >&2
+exec .build/release/clipd finetune bench "$@"
