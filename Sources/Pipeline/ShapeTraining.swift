@@ -173,7 +173,7 @@ public struct ShapeTraining {
         var trainPixels: [[Float]] = [], trainScene: [ShapeScene] = [], trainInk: [Int?] = []
         for scene in trainScenes {
             for v in 0..<options.variantsPerScene {
-                trainPixels.append(try preprocess(scene.render(side: side, variant: UInt64(v) &+ options.seed &* 1000), side))
+                trainPixels.append(try preprocess(scene.render(side: side, variant: UInt64(v) &+ options.seed &* 1000, grainy: true), side))
                 trainScene.append(scene)
                 trainInk.append(nil)
             }
@@ -186,7 +186,7 @@ public struct ShapeTraining {
             for scene in neutralScenes {
                 for (inkIndex, ink) in ShapeScene.neutralInks.enumerated() {
                     for v in 0..<neutralPerScene {
-                        trainPixels.append(try preprocess(scene.render(side: side, variant: 50_000 &+ UInt64(v) &+ options.seed &* 1000, ink: ink), side))
+                        trainPixels.append(try preprocess(scene.render(side: side, variant: 50_000 &+ UInt64(v) &+ options.seed &* 1000, ink: ink, grainy: true), side))
                         trainScene.append(scene)
                         trainInk.append(inkIndex)
                     }
@@ -196,11 +196,11 @@ public struct ShapeTraining {
         let heldOut = heldOutScenes(variants: options.heldOutVariants)
         var heldPixels: [Float] = []
         heldPixels.reserveCapacity(heldOut.count * per)
-        for (scene, variant) in heldOut { heldPixels += try preprocess(scene.render(side: side, variant: variant), side) }
+        for (scene, variant) in heldOut { heldPixels += try preprocess(scene.render(side: side, variant: variant, grainy: true), side) }
         let heldScenes = heldOut.map(\.scene)
         let seenScenes = trainScenes.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)
         var seenPixels: [Float] = []
-        for (i, scene) in seenScenes.enumerated() { seenPixels += try preprocess(scene.render(side: side, variant: 20_000 + UInt64(i)), side) }
+        for (i, scene) in seenScenes.enumerated() { seenPixels += try preprocess(scene.render(side: side, variant: 20_000 + UInt64(i), grainy: true), side) }
         func evaluateBoth() throws -> Evaluation {
             var result = try evaluate(model: model, scenes: heldScenes, pixels: heldPixels, tokenize: tokens)
             let seen = try evaluate(model: model, scenes: seenScenes, pixels: seenPixels, tokenize: tokens)

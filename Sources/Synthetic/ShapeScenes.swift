@@ -88,10 +88,12 @@ public struct ShapeScene: Sendable, Hashable {
     }
 
     /// Renders the scene as RGB bytes [side, side, 3], with a small deterministic jitter of
-    /// position, size, background tint and pixel noise from `variant`. Edges are
+    /// position, size and background tint (and pixel noise with `grainy`) from `variant`. Edges are
     /// anti-aliased (4x4 samples per pixel) so that shapes keep their outline when resized.
     /// With `ink`, the shape is drawn in that RGB colour instead of the scene's.
-    public func render(side: Int, variant: UInt64 = 0, ink: (UInt8, UInt8, UInt8)? = nil) -> [UInt8] {
+    /// With `grainy`, each pixel of the paper gets a little noise (as the demo model's
+    /// training data and `clipd synth` do).
+    public func render(side: Int, variant: UInt64 = 0, ink: (UInt8, UInt8, UInt8)? = nil, grainy: Bool = false) -> [UInt8] {
         var rng = variant &* 0x9E37_79B9_7F4A_7C15 &+ 0x2545_F491_4F6C_DD1D
         func next() -> UInt64 {
             rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
@@ -142,7 +144,7 @@ public struct ShapeScene: Sendable, Hashable {
                     }
                     coverage = Double(hits) / Double(samples * samples)
                 }
-                let grain = jitter(noise)
+                let grain = grainy ? jitter(noise) : 0
                 let i = 3 * (y * side + x)
                 func mix(_ paper: Double, _ ink: Double) -> UInt8 {
                     UInt8(max(0, min(255, (paper + grain) * (1 - coverage) + ink * coverage + 0.5)))

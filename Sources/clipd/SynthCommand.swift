@@ -47,7 +47,7 @@ struct SynthCommand: ParsableCommand {
             let scene = entry.scene
             let id = "\(scene.colour.rawValue)-\(scene.shape.rawValue)-\(scene.size.rawValue)-\(scene.position.rawValue)-\(entry.variant)"
             let name = id + ".jpg"
-            let bytes = try JPEGEncoder.encode(rgb: scene.render(side: side, variant: entry.variant), width: side, height: side, quality: jpegQuality)
+            let bytes = try JPEGEncoder.encode(rgb: scene.render(side: side, variant: entry.variant, grainy: true), width: side, height: side, quality: jpegQuality)
             do {
                 try Data(bytes).write(to: directory.appendingPathComponent(name))
             } catch {

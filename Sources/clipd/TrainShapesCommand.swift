@@ -100,7 +100,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
         let reloaded = CLIPModel(checkpoint: try CheckpointLoader.load(path: url.path))
         let heldOut = ShapeTraining.heldOutScenes(variants: options.heldOutVariants)
         var pixels: [Float] = []
-        for (scene, variant) in heldOut { pixels += try preprocess(scene.render(side: 2 * config.imageSize, variant: variant), 2 * config.imageSize) }
+        for (scene, variant) in heldOut { pixels += try preprocess(scene.render(side: 2 * config.imageSize, variant: variant, grainy: true), 2 * config.imageSize) }
         let shipped = try ShapeTraining.evaluate(model: reloaded, scenes: heldOut.map(\.scene), pixels: pixels, tokenize: tokenize)
         let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
         printLine("fp16 model \(url.path) (\(size) bytes): held-out colour \(shipped.colourAccuracy) shape \(shipped.shapeAccuracy)")

@@ -5,6 +5,8 @@ final class ShapeScenesTests: XCTestCase {
     func testRenderingIsDeterministicPerVariant() {
         let scene = ShapeScene(shape: .triangle, colour: .orange, size: .large, position: .left)
         XCTAssertEqual(scene.render(side: 40, variant: 3), scene.render(side: 40, variant: 3))
+        XCTAssertEqual(scene.render(side: 40, variant: 3, grainy: true), scene.render(side: 40, variant: 3, grainy: true))
+        XCTAssertNotEqual(scene.render(side: 40, variant: 3, grainy: true), scene.render(side: 40, variant: 3))
         XCTAssertNotEqual(scene.render(side: 40, variant: 3), scene.render(side: 40, variant: 4))
         XCTAssertEqual(scene.render(side: 40).count, 40 * 40 * 3)
     }
