@@ -19,13 +19,17 @@ public final class StreamPipeline: @unchecked Sendable {
         public var loadImage: @Sendable (String) async throws -> [Float]
         /// Caption → one context-length row of token ids.
         public var tokenize: @Sendable (String) -> [Int32]
+        /// Where CPU-bound per-record work (tokenization) runs; nil: the calling task.
+        public var workers: WorkerPool?
 
         public init(parse: @escaping @Sendable (IncomingMessage) throws -> ParsedRecord,
                     loadImage: @escaping @Sendable (String) async throws -> [Float],
-                    tokenize: @escaping @Sendable (String) -> [Int32]) {
+                    tokenize: @escaping @Sendable (String) -> [Int32],
+                    workers: WorkerPool? = nil) {
             self.parse = parse
             self.loadImage = loadImage
             self.tokenize = tokenize
+            self.workers = workers
         }
     }
 
@@ -154,7 +158,11 @@ public final class StreamPipeline: @unchecked Sendable {
             }
             recordID = record.id
             let pixels = try await stages.loadImage(record.imageURL)
-            let tokens = record.caption.map(stages.tokenize)
+            var tokens: [Int32]?
+            if let caption = record.caption {
+                let tokenize = stages.tokenize
+                tokens = try await stages.workers?.run { tokenize(caption) } ?? tokenize(caption)
+            }
             metrics.stageLatency("prepare", since: start)
             await batcher.add(.ready(message, record, pixels: pixels, tokens: tokens))
         } catch {

@@ -141,7 +141,8 @@ struct Daemon {
         let stages = StreamPipeline.Stages(
             parse: { message in try Daemon.parse(message, validator: validator) },
             loadImage: { url in try await loader.load(url) },
-            tokenize: { tokenizer.tokenize($0, contextLength: context).ids.map(Int32.init) })
+            tokenize: { tokenizer.tokenize($0, contextLength: context).ids.map(Int32.init) },
+            workers: loader.pool)
 
         // Kafka: consumer (offsets from PostgreSQL on assignment), producer for dead letters.
         let box = PipelineBox()
