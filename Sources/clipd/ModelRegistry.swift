@@ -16,6 +16,21 @@ struct ModelRegistry {
     /// The version row for a checkpoint path, registered (and activated when nothing is active)
     /// the first time the path is used.
     func version(forCheckpoint path: String, config: CLIPConfig, activateIfNone: Bool) async throws -> ModelVersionRef {
+        // Daemons starting together must agree on one row (and one activation): serialise the
+        // look-up, registration and activation under a session advisory lock.
+        let key = PostgresAdvisoryLockKey(name: "clipd.model_versions.register")
+        try await database.connection.advisoryLock(key)
+        do {
+            let version = try await lockedVersion(forCheckpoint: path, config: config, activateIfNone: activateIfNone)
+            _ = try? await database.connection.advisoryUnlock(key)
+            return version
+        } catch {
+            _ = try? await database.connection.advisoryUnlock(key)
+            throw error
+        }
+    }
+
+    private func lockedVersion(forCheckpoint path: String, config: CLIPConfig, activateIfNone: Bool) async throws -> ModelVersionRef {
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         if let row = try await database.connection.query("SELECT id, name FROM model_versions WHERE checkpoint_uri = \(absolute) ORDER BY id LIMIT 1").first {
             return ModelVersionRef(id: try row.decode(Int64.self, at: 0), name: try row.decode(String.self, at: 1))
