@@ -237,7 +237,7 @@ public final class StreamPipeline: @unchecked Sendable {
             for name in labelSetNames { batchClassifiers[name] = await classifier(named: name, model: current) }
             let encodeStart = ContinuousClock.now
             let encoded = try await encoder.run { [batchClassifiers, config] in
-                Self.encode(ready, model: current.model, classifiers: batchClassifiers, defaultLabelSet: config.labelSet, topK: config.topK)
+                try Self.encode(ready, model: current.model, classifiers: batchClassifiers, defaultLabelSet: config.labelSet, topK: config.topK)
             }
             metrics.stageLatency("encode", since: encodeStart)
             metrics.batch(size: items.count)
@@ -248,13 +248,13 @@ public final class StreamPipeline: @unchecked Sendable {
     }
 
     static func encode(_ ready: [(IncomingMessage, ParsedRecord, [Float], [Int32]?)], model: CLIPModel,
-                       classifiers: [String: ZeroShotClassifier], defaultLabelSet: String, topK: Int) -> [EncodedRecord] {
+                       classifiers: [String: ZeroShotClassifier], defaultLabelSet: String, topK: Int) throws -> [EncodedRecord] {
         guard !ready.isEmpty else { return [] }
         let e = model.config.embedDim
         var images = model.encodeImages(ready.flatMap { $0.2 }, count: ready.count)
         images.data.withUnsafeMutableBufferPointer { l2NormalizeRows($0.baseAddress!, rows: ready.count, cols: e) }
         let captioned = ready.indices.filter { ready[$0].3 != nil }
-        var texts = (try? model.encodeTexts(captioned.map { ready[$0].3! })) ?? Tensor(zeros: [0, e])
+        var texts = try model.encodeTexts(captioned.map { ready[$0].3! })
         texts.data.withUnsafeMutableBufferPointer { if !captioned.isEmpty { l2NormalizeRows($0.baseAddress!, rows: captioned.count, cols: e) } }
         var textRow: [Int: Int] = [:]
         for (j, i) in captioned.enumerated() { textRow[i] = j }

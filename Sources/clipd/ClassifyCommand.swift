@@ -82,7 +82,7 @@ struct ClassifyCommand: AsyncParsableCommand {
         let logger = makeLogger("clipd.classify")
         let set = try await resolveLabelSet()
         let model = try modelOptions.load(logger: logger)
-        let tokenizer = try CLIPTokenizer()
+        let tokenizer = try CLIPTokenizerLoader.shared()
         let context = model.config.contextLength
         let classifier = try ZeroShotClassifier(model: model, labelSet: set) { tokenizer.tokenize($0, contextLength: context).ids.map(Int32.init) }
         let loader = imageOptions.loader(model: model.config)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CLIP
+import CLIPTokenizer
 import Foundation
 import Logging
 import Tensor
@@ -109,8 +110,6 @@ struct ImageInputOptions: ParsableArguments {
                            dctDownscale: fastDCT ? .keepTwiceTarget : .off, allowPlainPaths: true)
     }
 }
-
-import CLIPTokenizer
 
 /// One tokenizer per process (the vocabulary takes a moment to load).
 enum CLIPTokenizerLoader {
