@@ -22,44 +22,68 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
 
+        // Threads of our own for blocking and CPU-bound work, and the one lock-guarded value type.
+        .target(name: "Executors"),
         // Numerics: dense Float32 tensors, forward and backward kernels.
         .target(name: "Tensor", dependencies: ["COpenBLAS"]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
-        // Image decoding and CLIP preprocessing identical to Pillow/open_clip.
+        // Image decoding and CLIP preprocessing identical to Pillow/open_clip; the one ImageFormat.
         .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Exact CLIP byte-level BPE tokenizer.
         .target(name: "CLIPTokenizer", dependencies: ["CZlib"],
                 resources: [.copy("Resources/bpe_simple_vocab_16e6.txt.gz")]),
         // Image URL → bytes: http(s) through libcurl with limits, retries and an SSRF guard; file under roots.
-        .target(name: "Fetch", dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Fetch", dependencies: ["CCurl", "Executors", "ImageIO", .product(name: "Logging", package: "swift-log")]),
         // Synthetic captioned shape scenes for training demos and tests.
         .target(name: "Synthetic"),
-        // The streaming pipeline's logic, talking to Kafka and Postgres through small protocols.
-        .target(name: "Pipeline", dependencies: [
-            "CLIP", "Tensor", "Synthetic",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
-        ]),
-        // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
-        .target(name: "ZeroShot"),
-        // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
+        // Kafka record format and its validation (no C dependencies).
+        .target(name: "Records"),
+        // Zero-shot label sets, prompt templates and the classifier built from them.
+        .target(name: "ZeroShot", dependencies: ["CLIP", "Tensor"]),
+        // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations. Names no clipd table.
         .target(name: "Postgres", dependencies: [
             "CLibPQ", .product(name: "Logging", package: "swift-log"),
         ]),
-        // Kafka record format and its validation (no C dependencies).
-        .target(name: "Records"),
         // librdkafka consumer/producer/admin and the mock cluster, behind one seam.
         .target(name: "Kafka", dependencies: [
-            "CRdKafka",
+            "CRdKafka", "Executors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
-        .target(name: "clipd", dependencies: [
-            "Pipeline",
-            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot", "Records", "Kafka",
+        // The stream: record parsing, image loading, batching, encoding, tagging, writing, offsets —
+        // talking to Kafka and PostgreSQL through small protocols.
+        .target(name: "Pipeline", dependencies: [
+            "CLIP", "Tensor", "CLIPTokenizer", "ImageIO", "Fetch", "Records", "ZeroShot", "Executors",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // The fine-tune job: training set, runs, evaluation, WiSE-FT, gate, promotion; shape training.
+        .target(name: "Training", dependencies: [
+            "CLIP", "Tensor", "Pipeline", "ZeroShot", "Synthetic", "ImageIO", "Executors",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Every SQL statement about clipd's tables: the pipeline's and the job's stores, model
+        // versions, label sets, search, migrations.
+        .target(name: "Storage", dependencies: [
+            "Postgres", "Pipeline", "Training", "ZeroShot", "CLIP",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The daemon's services and their wiring: consumer, pipeline, fine-tune job, notifications,
+        // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
+        .target(name: "Daemon", dependencies: [
+            "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "ImageIO", "CLIP", "CLIPTokenizer",
+            "Tensor", "ZeroShot", "Executors",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The command line: flags, config layering, logging and metrics bootstrap.
+        .executableTarget(name: "clipd", dependencies: [
+            "Daemon", "Storage", "Training", "Pipeline",
+            "Tensor", "CLIP", "CLIPTokenizer", "Fetch", "ImageIO", "Postgres", "ZeroShot", "Records", "Kafka", "Synthetic",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -69,36 +93,40 @@ let package = Package(
 
         // Benchmarks/pg_writes.sh: COPY versus multi-row INSERT for the daemon's write batches.
         .executableTarget(name: "PostgresWritesBench", dependencies: [
-            "Postgres", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Storage", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/PostgresWrites"),
 
-        // Helpers shared by the integration test targets (processes, TCP relay).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // One test harness for every integration test: run clipd, services, waiting, fixtures.
+        .target(name: "TestSupport", dependencies: ["Executors"], path: "Tests/TestSupport"),
         .testTarget(name: "DaemonIntegrationTests", dependencies: [
-            "TestSupport", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
+            "TestSupport", "Daemon", "Postgres", "Kafka", "Executors", .product(name: "Logging", package: "swift-log"),
         ]),
 
+        .testTarget(name: "ExecutorsTests", dependencies: ["Executors"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
-        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
-        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
-        .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
-        // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
-        .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor", "Records", "Fetch", "ImageIO", "ZeroShot"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Pipeline", "CLIP", "Tensor", "ZeroShot"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "Executors", "TestSupport"]),
+        .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
+        // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Pipeline", "Storage"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
-        .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "ZeroShotTests", dependencies: ["ZeroShot", "CLIP", "Tensor"]),
         .testTarget(name: "SyntheticTests", dependencies: ["Synthetic"]),
         // The demo model: a short training run learns; the committed model still classifies.
-        .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "CLIP", "Tensor", "Synthetic", "ImageIO", "CLIPTokenizer"]),
+        .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "Training", "ZeroShot", "CLIP", "Tensor", "Synthetic", "ImageIO", "CLIPTokenizer"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Pipeline", "Synthetic", "clipd", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Storage", "Pipeline", "Training", "Daemon", "ZeroShot", "Synthetic", "CLIP", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
         .testTarget(name: "KafkaIntegrationTests", dependencies: [
-            "Kafka", "Records",
+            "Kafka", "Records", "Executors", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -8,6 +8,7 @@
 import Foundation
 import Logging
 import Postgres
+import Storage
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 func option(_ name: String, _ fallback: Int) -> Int {

@@ -1,3 +1,4 @@
+import Executors
 import CCurl
 import Foundation
 #if canImport(Glibc)
@@ -7,7 +8,7 @@ import Darwin
 #endif
 
 // The only file that touches libcurl. Everything here is blocking and runs on
-// `BlockingWorkerPool` threads; nothing from CCurl leaves this file.
+// `WorkerPool` threads; nothing from CCurl leaves this file.
 
 /// One HTTP(S) GET with the fetcher's limits.
 struct HTTPTransferRequest: Sendable {

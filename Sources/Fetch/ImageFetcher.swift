@@ -1,3 +1,5 @@
+import Executors
+import ImageIO
 import Logging
 
 /// The bytes behind an image URL and the format its leading bytes declare.
@@ -29,7 +31,7 @@ public struct FetchedImage: Sendable {
 public final class ImageFetcher: Sendable {
     public let configuration: FetchConfiguration
     private let logger: Logger
-    private let workers: BlockingWorkerPool
+    private let workers: WorkerPool
     private let curlHandles = CurlHandleCache()
     private let files: FileSource
     private let addressPolicy: AddressPolicy
@@ -42,7 +44,7 @@ public final class ImageFetcher: Sendable {
                 logger: Logger = Logger(label: "clipd.fetch")) {
         self.configuration = configuration
         self.logger = logger
-        self.workers = BlockingWorkerPool(name: "clipd-fetch", maxThreads: configuration.maxConcurrentTransfers)
+        self.workers = WorkerPool(name: "clipd-fetch", width: configuration.maxConcurrentTransfers)
         self.files = FileSource(roots: configuration.allowedFileRoots, maxBytes: configuration.maxBytes)
         self.addressPolicy = AddressPolicy(allowPrivateNetworks: configuration.allowPrivateNetworks,
                                            allowedRanges: configuration.allowedAddressRanges)

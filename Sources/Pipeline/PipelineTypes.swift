@@ -1,4 +1,5 @@
 import Foundation
+import ZeroShot
 
 /// A message from the source topic, bytes copied out of the client library.
 public struct IncomingMessage: Sendable {
@@ -13,18 +14,6 @@ public struct IncomingMessage: Sendable {
         self.key = key
         self.value = value
     }
-}
-
-/// A per-record failure with a machine-readable class (`invalid_json`, `invalid_record`,
-/// `timeout`, `corrupt`, `too_large`, …). Never stops the stream.
-public struct PipelineFailure: Error, Sendable, Equatable, CustomStringConvertible {
-    public let errorClass: String
-    public let message: String
-    public init(_ errorClass: String, _ message: String) {
-        self.errorClass = errorClass
-        self.message = message
-    }
-    public var description: String { "\(errorClass): \(message)" }
 }
 
 /// A validated record.

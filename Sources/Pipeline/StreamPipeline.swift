@@ -1,7 +1,9 @@
 import CLIP
+import Executors
 import Foundation
 import Logging
 import Tensor
+import ZeroShot
 
 /// The daemon's data path: messages → parse → fetch + decode (worker pool) → batcher →
 /// CLIP (one encoder thread) → zero-shot tags → one Postgres transaction per batch holding the
@@ -11,8 +13,32 @@ import Tensor
 /// offset that covers it; offsets only ever cover done records, and rows are upserted by
 /// record id, so a crash at any moment loses nothing and a replay writes nothing twice.
 public final class StreamPipeline: @unchecked Sendable {
+    /// The pipeline's settings (the daemon's configuration maps onto these).
+    public struct Configuration: Sendable, Equatable {
+        /// The consumer group whose offsets are stored with the rows.
+        public var group: String
+        public var batchSize: Int
+        public var batchLatencyMs: Int
+        /// Records admitted but not yet written; above it consumption pauses (resumes at half).
+        public var maxInFlight: Int
+        /// The label set of records that name none.
+        public var defaultLabelSet: String
+        public var topK: Int
+
+        public init(group: String, batchSize: Int = 16, batchLatencyMs: Int = 200, maxInFlight: Int = 256,
+                    defaultLabelSet: String = "default", topK: Int = 5) {
+            self.group = group
+            self.batchSize = batchSize
+            self.batchLatencyMs = batchLatencyMs
+            self.maxInFlight = maxInFlight
+            self.defaultLabelSet = defaultLabelSet
+            self.topK = topK
+        }
+    }
+
     /// What the pipeline does per record, injected so tests can use fakes.
     public struct Stages: Sendable {
+        /// Throws `PipelineFailure` (class `record.*`).
         public var parse: @Sendable (IncomingMessage) throws -> ParsedRecord
         /// Fetches, decodes and preprocesses an image URL into model input; runs off the
         /// cooperative pool; throws PipelineFailure.
@@ -48,16 +74,16 @@ public final class StreamPipeline: @unchecked Sendable {
         case failed(FailedMessage)
     }
 
-    public let config: DaemonConfig
+    public let config: Configuration
     let source: MessageSource
     let store: PipelineStore
     let deadLetters: DeadLetterSink
     let stages: Stages
     let logger: Logger
     public let metrics: PipelineMetrics
-    public let tracker = OffsetTracker()
+    public let tracker: OffsetTracker
     let batcher: Batcher<Item>
-    let encoder = SerialExecutor(label: "clipd.encoder")
+    let encoder = WorkerPool(name: "clipd-encoder", width: 1)
 
     private let lock = NSLock()
     private var model: LoadedModel
@@ -67,9 +93,13 @@ public final class StreamPipeline: @unchecked Sendable {
     private var paused = false
     private var stopping = false
 
-    public init(config: DaemonConfig, source: MessageSource, store: PipelineStore, deadLetters: DeadLetterSink,
-                stages: Stages, model: LoadedModel, logger: Logger, metrics: PipelineMetrics = PipelineMetrics()) {
+    /// `tracker` is shared with the consumer's rebalance hooks (`PartitionAssignments`), which
+    /// exist before the pipeline does.
+    public init(config: Configuration, source: MessageSource, store: PipelineStore, deadLetters: DeadLetterSink,
+                stages: Stages, model: LoadedModel, tracker: OffsetTracker = OffsetTracker(), logger: Logger,
+                metrics: PipelineMetrics = PipelineMetrics()) {
         self.config = config
+        self.tracker = tracker
         self.source = source
         self.store = store
         self.deadLetters = deadLetters
@@ -82,24 +112,6 @@ public final class StreamPipeline: @unchecked Sendable {
     }
 
     public var currentModel: LoadedModel { lock.withLock { model } }
-
-    // MARK: rebalance
-
-    /// Called on assignment: the offsets stored in Postgres are where consumption resumes.
-    public func partitionsAssigned(_ partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
-        let stored = try await store.storedOffsets(group: config.group, partitions: partitions)
-        for tp in partitions { tracker.assign(tp, next: stored[tp] ?? OffsetTracker.unknown) }
-        logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))",
-                                                      "stored_offsets": "\(stored.map { "\($0.key)=\($0.value)" }.sorted())"])
-        return stored
-    }
-
-    /// Called on revocation: in-flight work of these partitions may still be written (rows are
-    /// idempotent) but their offsets are no longer ours to store.
-    public func partitionsRevoked(_ partitions: [TopicPartition]) {
-        for tp in partitions { tracker.revoke(tp) }
-        logger.info("partitions revoked", metadata: ["partitions": "\(partitions.map(\.description))"])
-    }
 
     // MARK: models and label sets
 
@@ -154,7 +166,7 @@ public final class StreamPipeline: @unchecked Sendable {
         do {
             let record: ParsedRecord
             do { record = try stages.parse(message) } catch let f as PipelineFailure { throw f } catch {
-                throw PipelineFailure("invalid_record", "\(error)")
+                throw PipelineFailure(.internal, "parsing failed: \(error)")
             }
             recordID = record.id
             let pixels = try await stages.loadImage(record.imageURL)
@@ -166,7 +178,7 @@ public final class StreamPipeline: @unchecked Sendable {
             metrics.stageLatency("prepare", since: start)
             await batcher.add(.ready(message, record, pixels: pixels, tokens: tokens))
         } catch {
-            let failure = error as? PipelineFailure ?? PipelineFailure("internal", "\(error)")
+            let failure = error as? PipelineFailure ?? PipelineFailure(.internal, "\(error)")
             let failed = FailedMessage(message: message, recordID: recordID, failure: failure)
             await sendToDeadLetters(failed)
             await batcher.add(.failed(failed))
@@ -232,12 +244,12 @@ public final class StreamPipeline: @unchecked Sendable {
                 if case let .failed(f) = item { return f }
                 return nil
             }
-            let labelSetNames = Set(ready.map { $0.1.labelSet ?? config.labelSet })
+            let labelSetNames = Set(ready.map { $0.1.labelSet ?? config.defaultLabelSet })
             var batchClassifiers: [String: ZeroShotClassifier] = [:]
             for name in labelSetNames { batchClassifiers[name] = await classifier(named: name, model: current) }
             let encodeStart = ContinuousClock.now
             let encoded = try await encoder.run { [batchClassifiers, config] in
-                try Self.encode(ready, model: current.model, classifiers: batchClassifiers, defaultLabelSet: config.labelSet, topK: config.topK)
+                try Self.encode(ready, model: current.model, classifiers: batchClassifiers, defaultLabelSet: config.defaultLabelSet, topK: config.topK)
             }
             metrics.stageLatency("encode", since: encodeStart)
             metrics.batch(size: items.count)

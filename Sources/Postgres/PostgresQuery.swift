@@ -60,6 +60,30 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
         public mutating func appendInterpolation(identifier: String) {
             sql += PostgresTextFormat.quoteIdentifier(identifier)
         }
+
+        /// Names separated by commas (a column list), each double-quoted.
+        public mutating func appendInterpolation(identifiers: [String]) {
+            sql += identifiers.map(PostgresTextFormat.quoteIdentifier).joined(separator: ", ")
+        }
+
+        /// Another query's SQL spliced in (a shared clause); its `$n` placeholders are renumbered
+        /// after the binds already present.
+        public mutating func appendInterpolation(fragment: PostgresQuery) {
+            let offset = binds.count
+            binds += fragment.binds
+            guard offset > 0, !fragment.binds.isEmpty else { sql += fragment.sql; return }
+            var out = ""
+            var scalars = fragment.sql.unicodeScalars.makeIterator()
+            var pending: Unicode.Scalar? = scalars.next()
+            while let c = pending {
+                pending = scalars.next()
+                guard c == "$", let first = pending, ("0"..."9").contains(first) else { out.unicodeScalars.append(c); continue }
+                var digits = ""
+                while let d = pending, ("0"..."9").contains(d) { digits.unicodeScalars.append(d); pending = scalars.next() }
+                out += "$\(Int(digits)! + offset)"
+            }
+            sql += out
+        }
     }
 
     /// `INSERT INTO table (columns) VALUES ($1,…),(…) suffix`: one statement for many rows.

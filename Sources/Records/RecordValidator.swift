@@ -2,10 +2,20 @@ import Foundation
 
 /// Why a message is not a valid record; `field` is nil when the message as a whole is wrong.
 public struct RecordValidationError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of problem, for machines (dead-letter classes); `message` is for people.
+    public enum Kind: String, Sendable, Hashable, CaseIterable {
+        /// The bytes are not JSON at all.
+        case invalidJSON = "invalid_json"
+        /// JSON, but not a record: wrong types, missing or unknown fields, limits, schemes.
+        case invalid
+    }
+
+    public var kind: Kind
     public var field: String?
     public var message: String
 
-    public init(field: String?, message: String) {
+    public init(_ kind: Kind = .invalid, field: String?, message: String) {
+        self.kind = kind
         self.field = field
         self.message = message
     }
@@ -38,7 +48,7 @@ public struct RecordValidator: Sendable {
         do {
             document = try JSONValue.parse(Data(bytes))
         } catch {
-            return .failure(.init(field: nil, message: "not valid JSON"))
+            return .failure(.init(.invalidJSON, field: nil, message: "not valid JSON"))
         }
         return validate(document)
     }

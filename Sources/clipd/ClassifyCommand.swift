@@ -4,6 +4,7 @@ import CLIPTokenizer
 import Foundation
 import Pipeline
 import Postgres
+import Storage
 import Tensor
 import ZeroShot
 
@@ -46,7 +47,7 @@ struct ClassifyCommand: AsyncParsableCommand {
         if topK < 1 { throw ValidationError("--top-k must be at least 1") }
     }
 
-    func resolveLabelSet() async throws -> Pipeline.LabelSet {
+    func resolveLabelSet() async throws -> LabelSet {
         if let labelSet {
             guard let url = databaseURL ?? ProcessInfo.processInfo.environment["CLIPD_DATABASE_URL"] else {
                 throw CommandFailure("--label-set needs --database-url (or CLIPD_DATABASE_URL)")
@@ -59,8 +60,7 @@ struct ClassifyCommand: AsyncParsableCommand {
             guard let stored = try await ClipdDatabase(connection: connection).labelSet(named: labelSet) else {
                 throw CommandFailure("no label set named \(labelSet)")
             }
-            return Pipeline.LabelSet(name: stored.name, version: String(stored.version),
-                                     labels: zip(stored.labels, stored.thresholds).map { .init($0, threshold: $1) }, templates: stored.templates)
+            return stored
         }
         var names: [String]
         if let labels {
@@ -75,14 +75,14 @@ struct ClassifyCommand: AsyncParsableCommand {
         guard !names.isEmpty else { throw CommandFailure("no labels given") }
         let resolved: [String]
         do { resolved = try PromptTemplates.resolve(templates) } catch { throw CommandFailure("\(error)") }
-        return Pipeline.LabelSet(name: "cli", labels: names.map { .init($0) }, templates: resolved)
+        return LabelSet(name: "cli", labels: names.map { .init($0) }, templates: resolved)
     }
 
     func run() async throws {
         let logger = makeLogger("clipd.classify")
         let set = try await resolveLabelSet()
         let model = try modelOptions.load(logger: logger)
-        let tokenizer = try CLIPTokenizerLoader.shared()
+        let tokenizer = try sharedTokenizer()
         let context = model.config.contextLength
         let classifier = try ZeroShotClassifier(model: model, labelSet: set) { tokenizer.tokenize($0, contextLength: context).ids.map(Int32.init) }
         let loader = imageOptions.loader(model: model.config)

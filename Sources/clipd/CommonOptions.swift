@@ -5,6 +5,8 @@ import Foundation
 import Logging
 import Tensor
 import Fetch
+import ImageIO
+import Pipeline
 
 /// A failure of a command, printed by ArgumentParser as one line.
 struct CommandFailure: Error, CustomStringConvertible {
@@ -111,21 +113,9 @@ struct ImageInputOptions: ParsableArguments {
     }
 }
 
-/// One tokenizer per process (the vocabulary takes a moment to load).
-enum CLIPTokenizerLoader {
-    nonisolated(unsafe) private static var cached: CLIPTokenizer?
-    private static let lock = NSLock()
-
-    static func shared() throws -> CLIPTokenizer {
-        try lock.withLock {
-            if let cached { return cached }
-            do {
-                let t = try CLIPTokenizer()
-                cached = t
-                return t
-            } catch {
-                throw CommandFailure("cannot load the tokenizer vocabulary: \(error)")
-            }
-        }
+/// The process's tokenizer, with a command's one-line error when the vocabulary cannot load.
+func sharedTokenizer() throws -> CLIPTokenizer {
+    do { return try CLIPTokenizer.shared() } catch {
+        throw CommandFailure("cannot load the tokenizer vocabulary: \(error)")
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import Pipeline
+import Daemon
 
 /// Builds the daemon configuration from defaults < JSON file < CLIPD_* environment < flags.
 enum ConfigLoader {

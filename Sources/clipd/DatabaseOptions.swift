@@ -26,11 +26,14 @@ struct DatabaseOptions: ParsableArguments {
         return fromEnvironment?.isEmpty == false ? fromEnvironment : nil
     }
 
-    func connect(logger: Logger) async throws -> PostgresConnection {
-        let configuration = PostgresConfiguration(
+    var configuration: PostgresConfiguration {
+        PostgresConfiguration(
             url: resolvedURL!, applicationName: "clipd", connectTimeoutSeconds: 10,
             reconnect: RetryPolicy(maxAttempts: connectAttempts, initialDelay: .milliseconds(250), maxDelay: .seconds(5)))
-        return try await PostgresConnection.connect(configuration: configuration, logger: logger)
+    }
+
+    func connect(logger: Logger) async throws -> PostgresConnection {
+        try await PostgresConnection.connect(configuration: configuration, logger: logger)
     }
 }
 

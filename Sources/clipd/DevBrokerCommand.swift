@@ -1,4 +1,5 @@
 import ArgumentParser
+import Daemon
 import Foundation
 import Kafka
 import Logging
@@ -60,14 +61,16 @@ struct DevBrokerCommand: AsyncParsableCommand {
         for name in topic {
             try cluster.createTopic(name, partitions: partitions, replicationFactor: replicationFactor ?? min(3, brokers))
         }
-        var forwarder: BootstrapForwarder?
+        var forwarder: TCPRelay?
         var bootstrap = cluster.bootstrapServers
         if let port {
             let firstBroker = String(cluster.bootstrapServers.split(separator: ",")[0])
             guard let targetPort = firstBroker.split(separator: ":").last.flatMap({ UInt16($0) }) else {
                 throw ValidationError("unexpected mock cluster address \(firstBroker)")
             }
-            forwarder = try BootstrapForwarder(listenPort: UInt16(port), targetPort: targetPort)
+            let relay = TCPRelay(listenPort: UInt16(port), upstreamPort: targetPort)
+            try relay.start()
+            forwarder = relay
             bootstrap = "127.0.0.1:\(port)"
         }
         // Unbuffered, so a parent process reading our stdout sees the address at once.
@@ -80,7 +83,7 @@ struct DevBrokerCommand: AsyncParsableCommand {
                 while let line = readLine() {
                     let reply: String
                     do {
-                        try Self.perform(line, on: cluster)
+                        try DevBrokerCommands.perform(line, on: cluster)
                         reply = "ok"
                     } catch {
                         reply = "error: \(error)"
@@ -101,122 +104,7 @@ struct DevBrokerCommand: AsyncParsableCommand {
         }
         for await _ in stops { break }
         logger.notice("dev broker stopping")
-        forwarder?.close()
+        forwarder?.stop()
         withExtendedLifetime((cluster, sources)) {}
-    }
-}
-
-extension DevBrokerCommand {
-    struct CommandError: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    static func perform(_ line: String, on cluster: KafkaMockCluster) throws {
-        let words = line.split(separator: " ").map(String.init)
-        func number<T: FixedWidthInteger>(_ index: Int, _ what: String) throws -> T {
-            guard index < words.count, let value = T(words[index]) else { throw CommandError(description: "\(what) must be a number") }
-            return value
-        }
-        switch words.first {
-        case "broker-down"?: try cluster.setBrokerDown(number(1, "ID"))
-        case "broker-up"?: try cluster.setBrokerUp(number(1, "ID"))
-        case "leader"?:
-            guard words.count == 4 else { throw CommandError(description: "usage: leader TOPIC PARTITION ID") }
-            try cluster.setPartitionLeader(KafkaTopicPartition(topic: words[1], partition: number(2, "PARTITION")), brokerID: number(3, "ID"))
-        case "request-errors"?:
-            guard words.count == 3, let request = KafkaMockCluster.Request.allCases.first(where: { "\($0)" == words[1] }) else {
-                throw CommandError(description: "usage: request-errors REQUEST CODE[,CODE…] with REQUEST one of \(KafkaMockCluster.Request.allCases.map { "\($0)" })")
-            }
-            let codes = try words[2].split(separator: ",").map { text -> KafkaError.Code in
-                guard let code = Int32(text) else { throw CommandError(description: "error code \(text) is not a number") }
-                return KafkaError.Code(rawValue: code)
-            }
-            cluster.pushRequestErrors(request, codes)
-        case "create-topic"?:
-            guard words.count == 3 || words.count == 4 else { throw CommandError(description: "usage: create-topic NAME PARTITIONS [REPLICATION]") }
-            try cluster.createTopic(words[1], partitions: number(2, "PARTITIONS"), replicationFactor: words.count == 4 ? number(3, "REPLICATION") : 1)
-        default:
-            throw CommandError(description: "unknown command \"\(line)\" (broker-down, broker-up, leader, request-errors, create-topic)")
-        }
-    }
-}
-
-/// Accepts TCP connections on 127.0.0.1:listenPort and pipes each to 127.0.0.1:targetPort,
-/// because librdkafka 2.0.2's mock brokers cannot be told which port to listen on.
-final class BootstrapForwarder: @unchecked Sendable {
-    private let listener: Int32
-
-    struct SocketError: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    init(listenPort: UInt16, targetPort: UInt16) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw SocketError(description: "socket: \(String(cString: strerror(errno)))") }
-        var reuse: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = Self.loopback(port: listenPort)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(listener, 64) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Glibc.close(listener)
-            throw SocketError(description: "cannot listen on 127.0.0.1:\(listenPort): \(reason)")
-        }
-        self.listener = listener
-        Thread.detachNewThread {
-            while true {
-                let client = accept(listener, nil, nil)
-                if client < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var target = Self.loopback(port: targetPort)
-                let connected = withUnsafePointer(to: &target) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                guard connected == 0 else {
-                    Glibc.close(client)
-                    Glibc.close(upstream)
-                    continue
-                }
-                Thread.detachNewThread { Self.pipe(from: client, to: upstream) }
-                Thread.detachNewThread { Self.pipe(from: upstream, to: client) }
-            }
-        }
-    }
-
-    func close() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        Glibc.close(listener)
-    }
-
-    private static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return address
-    }
-
-    /// Copies until either side closes, then shuts both directions so the twin thread ends too.
-    private static func pipe(from source: Int32, to destination: Int32) {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        outer: while true {
-            let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, $0.count) }
-            if count <= 0 { break }
-            var written = 0
-            while written < count {
-                let result = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + written, count - written) }
-                if result <= 0 { break outer }
-                written += result
-            }
-        }
-        shutdown(source, Int32(SHUT_RDWR))
-        shutdown(destination, Int32(SHUT_RDWR))
-        // Each direction closes the descriptor it reads from; its twin closes the other.
-        Glibc.close(source)
     }
 }

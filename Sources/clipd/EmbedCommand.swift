@@ -60,7 +60,7 @@ struct EmbedCommand: AsyncParsableCommand {
         let loader = image.isEmpty ? nil : imageOptions.loader(model: cfg)
         // Text inputs in command-line order; a texts file expands in place.
         let order = commandLineOrder(of: ["--pixels", "--image", "--tokens", "--text", "--texts-file"])
-        let tokenizer = text.isEmpty && textsFile.isEmpty ? nil : try CLIPTokenizerLoader.shared()
+        let tokenizer = text.isEmpty && textsFile.isEmpty ? nil : try sharedTokenizer()
         var textInputs: [(label: String, ids: [Int32])] = []
         var outputs: [(kind: String, index: Int)] = []
         var nextImage = 0

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CLIP
 import Foundation
-import Pipeline
+import Training
 import Tensor
 
 /// Training throughput of every fine-tune mode on random-weight models, with the forward-only

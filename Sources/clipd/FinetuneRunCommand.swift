@@ -1,10 +1,11 @@
 import ArgumentParser
-import CLIP
+import Daemon
 import Fetch
 import Foundation
 import Logging
-import Pipeline
 import Postgres
+import Storage
+import Training
 
 /// Run parameters shared by `finetune schedule` (stored on the row) and `finetune run` (the
 /// job's defaults, which a row's parameters override).
@@ -42,7 +43,7 @@ struct FinetuneParameterOptions: ParsableArguments {
 
     /// Validates by applying the options to the defaults.
     func parameters(over base: FinetuneParameters = FinetuneParameters()) throws -> FinetuneParameters {
-        do { return try base.overriding(with: try json()) } catch let failure as PipelineFailure { throw ValidationError(failure.message) }
+        do { return try base.overriding(with: try json()) } catch let failure as TrainingError { throw ValidationError(failure.message) }
     }
 }
 
@@ -59,9 +60,9 @@ struct FinetuneScheduleCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger("clipd.finetune")
-        let store = PostgresFinetuneStore(database: ClipdDatabase(connection: try await db.connect(logger: logger)))
+        let database = ClipdDatabase(connection: try await db.connect(logger: logger))
         do {
-            let (id, scheduledAt) = try await store.schedule(parametersJSON: try parameters.json(), at: at, baseVersionID: baseVersion)
+            let (id, scheduledAt) = try await database.scheduleFinetuneRun(parametersJSON: try parameters.json(), at: at, baseVersionID: baseVersion)
             printLine("{\"id\":\(id),\"scheduled_at\":\(jsonString(scheduledAt)),\"parameters\":\(try parameters.json())}")
         } catch let error as PostgresError where error.sqlState?.hasPrefix("22") == true {
             throw CommandFailure("invalid --at \(at ?? ""): \(error.message)")
@@ -90,28 +91,16 @@ struct FinetuneListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = makeLogger("clipd.finetune")
-        let connection = try await db.connect(logger: logger)
+        let database = ClipdDatabase(connection: try await db.connect(logger: logger))
         do {
-            for row in try await connection.query("""
-                SELECT row_to_json(r)::text FROM (
-                    SELECT id, status, parameters, base_model_version_id, result_model_version_id, claimed_by,
-                           scheduled_at, started_at, finished_at, coalesce(cardinality(loss_curve), 0) AS steps_done,
-                           loss_curve, metrics, results, error
-                      FROM finetune_runs WHERE \(status)::text IS NULL OR status = \(status)::text
-                     ORDER BY id DESC LIMIT \(Int64(limit))) r
-                """) {
-                printLine(try row.decode(String.self, at: 0))
-            }
+            for run in try await database.finetuneRunsJSON(status: status, limit: limit) { printLine(run) }
         } catch {
             throw explainingMissingSchema(error)
         }
     }
 }
 
-/// The periodic job: one trainer at a time across machines (a session advisory lock), runs from
-/// `finetune_runs` (inserted by `clipd finetune schedule`, plain SQL, or by this job's own
-/// interval / new-pairs trigger), each trained on the stored pairs, evaluated, WiSE-FT
-/// interpolated and promoted only through the canary gate.
+/// The periodic job (`FinetuneService`): flags → options; one JSON line per run or skip.
 struct FinetuneRunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -129,8 +118,6 @@ struct FinetuneRunCommand: AsyncParsableCommand {
     @Option(help: "BLAS threads (default: all cores).") var threads: Int?
     @Option(help: "Name recorded in claimed_by (default: host:pid).") var worker: String?
 
-    static let lockKey = PostgresAdvisoryLockKey(name: "clipd.finetune.trainer")
-
     func validate() throws {
         _ = try parameters.parameters()
         if let interval, !(interval > 0) { throw ValidationError("--interval must be positive seconds") }
@@ -142,133 +129,37 @@ struct FinetuneRunCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("clipd.finetune")
         configureThreads(threads, logger: logger)
-        let defaults = try parameters.parameters()
         let canarySpec: CanarySpec
         do {
             guard let data = FileManager.default.contents(atPath: canary) else { throw CommandFailure("cannot read canary file \(canary)") }
             canarySpec = try CanarySpec(json: data)
-        } catch let failure as PipelineFailure {
+        } catch let failure as TrainingError {
             throw CommandFailure("\(canary): \(failure.message)")
         }
-        let workerName = worker ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
-
-        // The lock lives on its own session: it is held exactly as long as this process is connected.
-        let lockConnection = try await db.connect(logger: logger)
-        if try await !lockConnection.tryAdvisoryLock(Self.lockKey) {
-            if once {
-                logger.notice("another trainer holds the fine-tune lock; skipping this run")
-                printLine("{\"skipped\":\"another trainer holds the fine-tune lock\"}")
-                return
+        var options = FinetuneService.Options(
+            canary: canarySpec, checkpointDirectory: URL(fileURLWithPath: checkpointDir).standardizedFileURL,
+            worker: worker ?? "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)")
+        options.defaults = try parameters.parameters()
+        options.fetch.allowedFileRoots = fileRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        options.fetch.allowPrivateNetworks = allowPrivateNetworks
+        options.once = once
+        options.trigger = FinetuneTrigger(interval: interval, minNewPairs: minNewPairs)
+        options.poll = poll
+        let service = FinetuneService(configuration: db.configuration, options: options, logger: logger) { event in
+            switch event {
+            case .skipped(let why):
+                printLine("{\"skipped\":\(jsonString(why))}")
+            case .finished(let runID, let outcome):
+                printLine("{\"run\":\(runID),\"status\":\(jsonString(outcome.status.rawValue)),\"model_version\":\(outcome.resultVersion.map { String($0.id) } ?? "null"),"
+                          + "\"reasons\":[\(outcome.reasons.map(jsonString).joined(separator: ","))],\"error\":\(outcome.error.map(jsonString) ?? "null")}")
             }
-            logger.notice("another trainer holds the fine-tune lock; waiting for it")
-            while try await !lockConnection.tryAdvisoryLock(Self.lockKey) { try await Task.sleep(for: .seconds(5)) }
         }
-        logger.info("holding the fine-tune lock as \(workerName)")
-
-        let database = ClipdDatabase(connection: try await db.connect(logger: logger))
-        let store = PostgresFinetuneStore(database: database)
         do {
-            let abandoned = try await store.failAbandonedRuns()
-            if abandoned > 0 { logger.warning("marked \(abandoned) run(s) left running by a stopped trainer as failed") }
+            // Not under a ServiceGroup: SIGTERM ends the process at once (a run in progress stays
+            // `running` until the next trainer marks it failed).
+            try await service.run()
         } catch {
             throw explainingMissingSchema(error)
         }
-        var fetch = FetchConfiguration()
-        fetch.allowedFileRoots = fileRoot.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        fetch.allowPrivateNetworks = allowPrivateNetworks
-        let tokenizer = try CLIPTokenizerLoader.shared()
-        let trigger = FinetuneTrigger(interval: interval, minNewPairs: minNewPairs)
-        let checkpoints = URL(fileURLWithPath: checkpointDir).standardizedFileURL
-        var listener: PostgresNotificationListener?
-        var wakeups: WakeupFlag?
-        if !once {
-            let started = try await PostgresNotificationListener.start(configuration: database.connection.configuration,
-                                                                       channels: ["clipd_finetune_runs"], logger: logger)
-            listener = started
-            wakeups = WakeupFlag(started.notifications)
-        }
-        defer { listener?.stop() }
-
-        while true {
-            if let run = try await store.claim(worker: workerName) {
-                let runParameters: FinetuneParameters
-                do {
-                    runParameters = try defaults.overriding(with: run.parametersJSON)
-                } catch let failure as PipelineFailure {
-                    logger.error("fine-tune run \(run.id): \(failure.message)")
-                    try await store.finish(runID: run.id, outcome: .failed(failure.message))
-                    if once { return }
-                    continue
-                }
-                logger.info("claimed fine-tune run \(run.id)")
-                // The model's image size is only known once the base checkpoint is read; the
-                // loader preprocesses for the model the job loads, so build it per run.
-                let config: CLIPConfig
-                do {
-                    let base = try await store.baseModel(versionID: run.baseModelVersionID)
-                    config = try CheckpointLoader.load(path: base.checkpointPath).config
-                } catch {
-                    let message = (error as? PipelineFailure)?.message ?? (error as? CLIPError)?.message ?? "\(error)"
-                    logger.error("fine-tune run \(run.id): \(message)")
-                    try await store.finish(runID: run.id, outcome: .failed(message))
-                    printLine("{\"run\":\(run.id),\"status\":\"failed\",\"error\":\(jsonString(message))}")
-                    if once { return }
-                    continue
-                }
-                let images = ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false)
-                let job = FinetuneJob(store: store, images: images, tokenize: { text, length in
-                    tokenizer.tokenize(text, contextLength: length).ids.map(Int32.init)
-                }, canary: canarySpec, checkpointDirectory: checkpoints, logger: logger)
-                let outcome = try await job.execute(runID: run.id, baseVersionID: run.baseModelVersionID, parameters: runParameters)
-                printLine("{\"run\":\(run.id),\"status\":\(jsonString(outcome.status.rawValue)),\"model_version\":\(outcome.resultVersion.map { String($0.id) } ?? "null"),"
-                          + "\"reasons\":[\(outcome.reasons.map(jsonString).joined(separator: ","))],\"error\":\(outcome.error.map(jsonString) ?? "null")}")
-                if once { return }
-                continue
-            }
-            let (lastRun, newPairs) = try await store.activitySinceLastRun()
-            if let reason = trigger.reasonToSchedule(now: Date(), lastRun: lastRun, newPairs: newPairs) {
-                let (id, _) = try await store.schedule(parametersJSON: "{}")
-                logger.info("scheduled fine-tune run \(id): \(reason)")
-                continue
-            }
-            if once {
-                logger.info("no fine-tune run is due")
-                printLine("{\"skipped\":\"no run is due\"}")
-                return
-            }
-            var wait = poll
-            if let next = try await store.secondsUntilNextScheduledRun() { wait = min(wait, max(0.5, next)) }
-            if let interval, let lastRun { wait = min(wait, max(0.5, interval - Date().timeIntervalSince(lastRun))) }
-            logger.debug("idle; next check in \(Int(wait))s")
-            await waitForNotification(wakeups, seconds: wait)
-        }
     }
-
-    /// Returns after `seconds`, or within half a second of a run being inserted.
-    private func waitForNotification(_ wakeup: WakeupFlag?, seconds: Double) async {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if wakeup?.consume() == true { return }
-            try? await Task.sleep(for: .milliseconds(500))
-        }
-    }
-}
-
-/// Set by every notification a background task reads; the idle loop consumes it.
-final class WakeupFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var raised = false
-    private var task: Task<Void, Never>?
-
-    init(_ notifications: AsyncStream<PostgresNotification>) {
-        task = Task { [weak self] in
-            for await _ in notifications { self?.raise() }
-        }
-    }
-
-    deinit { task?.cancel() }
-
-    private func raise() { lock.withLock { raised = true } }
-
-    func consume() -> Bool { lock.withLock { defer { raised = false }; return raised } }
 }

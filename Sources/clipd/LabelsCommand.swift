@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Postgres
+import Storage
 import ZeroShot
 
 struct LabelsCommand: AsyncParsableCommand {
@@ -53,7 +54,7 @@ struct LabelsCommand: AsyncParsableCommand {
                     name: name, templates: resolvedTemplates, labels: labels, description: description)
                 let stored = try await ClipdDatabase(connection: connection).labelSet(named: name)
                 await connection.close()
-                print("{\"label_set\":\(jsonString(name)),\"labels\":\(labels.count),\"templates\":\(resolvedTemplates.count),\"version\":\(stored?.version ?? 0)}")
+                print("{\"label_set\":\(jsonString(name)),\"labels\":\(labels.count),\"templates\":\(resolvedTemplates.count),\"version\":\(stored?.version ?? "0")}")
             } catch {
                 await connection.close()
                 throw explainingMissingSchema(error)
@@ -71,7 +72,7 @@ struct LabelsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let connection = try await database.connect(logger: commandLogger("clipd.labels"))
-            let labelSet: ClipdDatabase.LabelSet?
+            let labelSet: LabelSet?
             do {
                 labelSet = try await ClipdDatabase(connection: connection).labelSet(named: name)
                 await connection.close()
@@ -80,7 +81,7 @@ struct LabelsCommand: AsyncParsableCommand {
                 throw explainingMissingSchema(error)
             }
             guard let labelSet else { throw CommandFailure("no label set named \(name)") }
-            let labels = labelSet.labels.map(jsonString).joined(separator: ",")
+            let labels = labelSet.labels.map { jsonString($0.name) }.joined(separator: ",")
             let templates = labelSet.templates.map(jsonString).joined(separator: ",")
             print("{\"label_set\":\(jsonString(name)),\"version\":\(labelSet.version),\"labels\":[\(labels)],\"templates\":[\(templates)]}")
         }

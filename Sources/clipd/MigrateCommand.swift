@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Postgres
+import Storage
 
 struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,7 +21,9 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = commandLogger("clipd.migrate")
-        guard let directory = PostgresMigrator.locateMigrationsDirectory(explicit: migrationsDirectory) else {
+        guard let directory = ClipdSchema.locateMigrationsDirectory(
+            explicit: migrationsDirectory, environment: ProcessInfo.processInfo.environment,
+            currentDirectory: FileManager.default.currentDirectoryPath, executablePath: CommandLine.arguments.first ?? "") else {
             throw ValidationError("cannot find the migrations directory Schemas/postgres; pass --migrations DIR or set CLIPD_MIGRATIONS_DIR")
         }
         let migrator = try PostgresMigrator(directory: directory, logger: logger)

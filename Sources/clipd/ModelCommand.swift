@@ -1,7 +1,11 @@
 import ArgumentParser
 import CLIP
+import CLIPTokenizer
+import Daemon
 import Foundation
+import Pipeline
 import Postgres
+import Storage
 
 /// Model versions: every row written carries the version that produced it.
 struct ModelCommand: AsyncParsableCommand {
@@ -27,8 +31,7 @@ struct ModelCommand: AsyncParsableCommand {
             do { checkpoint = try CheckpointLoader.load(path: path) } catch let e as CLIPError { throw CommandFailure("cannot load model: \(e.message)") }
             let database = try await ModelCommand.database(db)
             let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
-            let id = try await database.registerModelVersion(name: name, architecture: ModelRegistry.architecture(checkpoint.config),
-                                                             embeddingDimension: checkpoint.config.embedDim, checkpointURI: absolute)
+            let id = try await database.registerModelVersion(name: name, config: checkpoint.config, checkpointURI: absolute)
             if activate { try await database.activateModelVersion(id: id) }
             printLine("{\"id\":\(id),\"name\":\(jsonString(name)),\"active\":\(activate)}")
         }
@@ -40,14 +43,10 @@ struct ModelCommand: AsyncParsableCommand {
 
         func run() async throws {
             let database = try await ModelCommand.database(db)
-            let rows = try await database.connection.query(
-                "SELECT id, name, architecture, embedding_dim, checkpoint_uri, parent_id, is_active FROM model_versions ORDER BY id DESC")
-            for row in rows {
-                let checkpoint = try row.decode(String?.self, at: 4), parent = try row.decode(Int64?.self, at: 5)
-                printLine("{\"id\":\(try row.decode(Int64.self, at: 0)),\"name\":\(jsonString(try row.decode(String.self, at: 1))),"
-                    + "\"architecture\":\(jsonString(try row.decode(String.self, at: 2))),\"embedding_dim\":\(try row.decode(Int.self, at: 3)),"
-                    + "\"checkpoint\":\(checkpoint.map(jsonString) ?? "null"),\"parent_id\":\(parent.map(String.init) ?? "null"),"
-                    + "\"active\":\(try row.decode(Bool.self, at: 6))}")
+            for v in try await database.modelVersions() {
+                printLine("{\"id\":\(v.id),\"name\":\(jsonString(v.name)),\"architecture\":\(jsonString(v.architecture)),"
+                    + "\"embedding_dim\":\(v.embeddingDimension),\"checkpoint\":\(v.checkpointURI.map(jsonString) ?? "null"),"
+                    + "\"parent_id\":\(v.parentID.map(String.init) ?? "null"),\"active\":\(v.isActive)}")
             }
         }
     }
@@ -59,11 +58,9 @@ struct ModelCommand: AsyncParsableCommand {
 
         func run() async throws {
             let database = try await ModelCommand.database(db)
-            guard let row = try await database.connection.query(
-                "SELECT id FROM model_versions WHERE name = \(version) OR id::text = \(version) ORDER BY id LIMIT 1").first else {
+            guard let id = try await database.modelVersion(idOrName: version)?.id else {
                 throw CommandFailure("no model version \(version)")
             }
-            let id = try row.decode(Int64.self, at: 0)
             try await database.activateModelVersion(id: id)
             printLine("{\"active\":\(id)}")
         }
@@ -102,18 +99,20 @@ struct SearchCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger("clipd.search")
         let database = ClipdDatabase(connection: try await db.connect(logger: logger))
-        let loaded = try await ModelRegistry(database: database, logger: logger).load(path: model, activateIfNone: false)
-        let tokenizer = try CLIPTokenizerLoader.shared()
+        let loaded: StreamPipeline.LoadedModel
+        do {
+            loaded = try await ModelRegistry(database: database, logger: logger).load(path: model, activateIfNone: false)
+        } catch let error as DaemonError {
+            throw CommandFailure(error.description)
+        }
+        let tokenizer = try sharedTokenizer()
         let ids = tokenizer.tokenize(text, contextLength: loaded.model.config.contextLength).ids.map(Int32.init)
         var query = try loaded.model.encodeTexts([ids]).data
         let norm = query.map { $0 * $0 }.reduce(0, +).squareRoot()
         query = query.map { $0 / max(norm, 1e-12) }
         let hits = try await database.nearest(to: query, modelVersionID: loaded.version.id, limit: limit)
         for hit in hits {
-            let row = try await database.connection.query("SELECT image_url, caption FROM records WHERE id = \(hit.recordID)").first
-            let url = try row?.decode(String?.self, at: 0) ?? nil
-            let caption = try row?.decode(String?.self, at: 1) ?? nil
-            printLine("{\"record_id\":\(jsonString(hit.recordID)),\"similarity\":\(1 - hit.distance),\"image_url\":\(url.map(jsonString) ?? "null"),\"caption\":\(caption.map(jsonString) ?? "null"),\"model_version\":\(loaded.version.id)}")
+            printLine("{\"record_id\":\(jsonString(hit.recordID)),\"similarity\":\(1 - hit.distance),\"image_url\":\(hit.imageURL.map(jsonString) ?? "null"),\"caption\":\(hit.caption.map(jsonString) ?? "null"),\"model_version\":\(loaded.version.id)}")
         }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CLIP
 import Foundation
+import Training
 import ImageIO
 import Pipeline
 import Synthetic
@@ -68,7 +69,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
         options.evalEvery = evalEvery
         options.seed = seed
 
-        let tokenizer = try CLIPTokenizerLoader.shared()
+        let tokenizer = try sharedTokenizer()
         let contextLength = config.contextLength
         let tokenize = { (text: String) throws -> [Int32] in tokenizer.tokenize(text, contextLength: contextLength).ids.map(Int32.init) }
         let preprocess = ShapeImages(config: config, quality: jpegQuality).preprocess
@@ -125,20 +126,5 @@ struct TrainShapesCommand: AsyncParsableCommand {
         ]
         let json = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try json.write(to: url.deletingLastPathComponent().appendingPathComponent("training.json"))
-    }
-}
-
-/// Rendered RGB -> JPEG (libjpeg) -> the daemon's decode and preprocessing at the model's size.
-struct ShapeImages {
-    let quality: Int
-    let preprocessor: Preprocessor
-
-    init(config: CLIPConfig, quality: Int) {
-        self.quality = quality
-        preprocessor = Preprocessor(options: PreprocessOptions(imageSize: config.imageSize, mean: config.imageMean, std: config.imageStd))
-    }
-
-    func preprocess(_ rgb: [UInt8], side: Int) throws -> [Float] {
-        try preprocessor.preprocess(JPEGEncoder.encode(rgb: rgb, width: side, height: side, quality: quality)).tensor
     }
 }

@@ -3,6 +3,7 @@ import Kafka
 import Logging
 import Postgres
 import TestSupport
+import Daemon
 import XCTest
 #if canImport(Glibc)
 import Glibc

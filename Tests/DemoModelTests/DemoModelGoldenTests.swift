@@ -3,6 +3,8 @@ import CLIPTokenizer
 import Foundation
 import ImageIO
 import Pipeline
+import Training
+import ZeroShot
 import Tensor
 import XCTest
 

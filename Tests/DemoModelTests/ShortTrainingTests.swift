@@ -2,6 +2,8 @@ import CLIP
 import CLIPTokenizer
 import ImageIO
 import Pipeline
+import Training
+import ZeroShot
 import Synthetic
 import XCTest
 

@@ -115,7 +115,8 @@ final class BadInputTests: XCTestCase {
     func testRecognisedButUnsupportedFormats() {
         let signatures: [(String, [UInt8])] = [
             ("webp", Array("RIFF\u{0}\u{0}\u{0}\u{0}WEBPVP8 ".utf8)),
-            ("bmp", Array("BM".utf8) + [UInt8](repeating: 0, count: 40)),
+            // A BMP header: "BM", file header, then the DIB header size (40) at offset 14.
+            ("bmp", Array("BM".utf8) + [UInt8](repeating: 0, count: 12) + [40, 0, 0, 0] + [UInt8](repeating: 0, count: 36)),
             ("tiff", [0x49, 0x49, 0x2A, 0x00, 8, 0, 0, 0]),
             ("avif", [0, 0, 0, 0x1C] + Array("ftypavif".utf8)),
             ("heif", [0, 0, 0, 0x18] + Array("ftypheic".utf8)),

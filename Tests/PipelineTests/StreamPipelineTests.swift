@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import XCTest
 @testable import Pipeline
+import ZeroShot
 
 /// The pipeline's bookkeeping with in-memory fakes of Kafka and Postgres (the real adapters
 /// have integration tests of their own).
@@ -40,7 +41,7 @@ final class FakeStore: PipelineStore, @unchecked Sendable {
     }
     func write(_ batch: BatchWrite) async throws {
         try lock.withLock {
-            if failNextWrites > 0 { failNextWrites -= 1; throw PipelineFailure("db", "connection refused") }
+            if failNextWrites > 0 { failNextWrites -= 1; throw StoreDown() }
             batches.append(batch)
             for (k, v) in batch.offsets { offsets[k] = v }
         }
@@ -50,6 +51,8 @@ final class FakeStore: PipelineStore, @unchecked Sendable {
     var recordIDs: [String] { lock.withLock { batches.flatMap { $0.records.map(\.record.id) } } }
     var failures: [FailedMessage] { lock.withLock { batches.flatMap(\.failures) } }
 }
+
+struct StoreDown: Error {}
 
 final class FakeDLQ: DeadLetterSink, @unchecked Sendable {
     private let lock = NSLock()
@@ -70,16 +73,9 @@ final class StreamPipelineTests: XCTestCase {
 
     func stages() -> StreamPipeline.Stages {
         StreamPipeline.Stages(
-            parse: { message in
-                guard let obj = (try? JSONSerialization.jsonObject(with: Data(message.value))) as? [String: Any] else {
-                    throw PipelineFailure("invalid_json", "not JSON")
-                }
-                guard let url = obj["image_url"] as? String else { throw PipelineFailure("invalid_record", "image_url missing") }
-                return ParsedRecord(id: obj["id"] as? String ?? "\(message.partition)/\(message.offset)", imageURL: url,
-                                    caption: obj["caption"] as? String, labelSet: obj["label_set"] as? String, metadataJSON: nil)
-            },
+            parse: { message in try RecordParser().parse(message) },
             loadImage: { url in
-                if url.contains("broken") { throw PipelineFailure("corrupt", "bad JPEG") }
+                if url.contains("broken") { throw PipelineFailure(.image(.corrupt), "bad JPEG") }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 0...3)))
                 return [Float](repeating: Float(url.count % 7) / 7, count: 3 * 32 * 32)
             },
@@ -97,15 +93,18 @@ final class StreamPipelineTests: XCTestCase {
         }
     }
 
-    func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ, configure: (inout DaemonConfig) -> Void = { _ in }) -> StreamPipeline {
-        var config = DaemonConfig()
+    func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ,
+                      configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
+        var config = StreamPipeline.Configuration(group: "clipd")
         config.batchSize = 8
         config.batchLatencyMs = 20
         config.maxInFlight = 64
         configure(&config)
         let model = CLIPModel.random(config: Self.cfg, seed: 3)
-        return StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages(),
-                              model: .init(model: model, version: .init(id: 1, name: "test")), logger: Logger(label: "test"))
+        let tracker = OffsetTracker()
+        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages(),
+                                      model: .init(model: model, version: .init(id: 1, name: "test")), tracker: tracker, logger: Logger(label: "test"))
+        return (pipeline, PartitionAssignments(store: store, group: config.group, tracker: tracker, logger: Logger(label: "test")))
     }
 
     func runUntilDrained(_ pipeline: StreamPipeline, _ store: FakeStore, expecting n: Int) async throws {
@@ -121,14 +120,14 @@ final class StreamPipelineTests: XCTestCase {
     func testEveryRecordIsWrittenOrFailedExactlyOnceAndOffsetsCoverThem() async throws {
         let msgs = messages(200, partitions: [tp0, tp1], badEvery: 10)
         let source = FakeSource(msgs), store = FakeStore(), dlq = FakeDLQ()
-        let pipeline = makePipeline(source, store, dlq)
-        _ = try await pipeline.partitionsAssigned([tp0, tp1])
+        let (pipeline, assignments) = makePipeline(source, store, dlq)
+        _ = await assignments.assigned([tp0, tp1])
         try await runUntilDrained(pipeline, store, expecting: 200)
         let ids = store.recordIDs
         XCTAssertEqual(ids.count, 180)
         XCTAssertEqual(Set(ids).count, 180)
         XCTAssertEqual(store.failures.count, 20)
-        XCTAssertEqual(Set(store.failures.map(\.failure.errorClass)), ["invalid_json", "corrupt"])
+        XCTAssertEqual(Set(store.failures.map(\.failure.errorClass)), ["record.invalid_json", "image.corrupt"])
         XCTAssertEqual(dlq.sent.count, 20)
         XCTAssertEqual(store.offsets, [tp0: 100, tp1: 100])
         // Offsets stored with each batch never run ahead of what was written.
@@ -150,8 +149,8 @@ final class StreamPipelineTests: XCTestCase {
     func testDatabaseOutageIsRetriedWithoutLoss() async throws {
         let source = FakeSource(messages(40, partitions: [tp0])), store = FakeStore(), dlq = FakeDLQ()
         store.failNextWrites = 3
-        let pipeline = makePipeline(source, store, dlq)
-        _ = try await pipeline.partitionsAssigned([tp0])
+        let (pipeline, assignments) = makePipeline(source, store, dlq)
+        _ = await assignments.assigned([tp0])
         try await runUntilDrained(pipeline, store, expecting: 40)
         XCTAssertEqual(Set(store.recordIDs).count, 40)
         XCTAssertEqual(store.offsets[tp0], 40)
@@ -161,8 +160,8 @@ final class StreamPipelineTests: XCTestCase {
         let store = FakeStore()
         store.offsets = [tp0: 5]
         let source = FakeSource(messages(10, partitions: [tp0]))
-        let pipeline = makePipeline(source, store, FakeDLQ())
-        let resume = try await pipeline.partitionsAssigned([tp0])
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ())
+        let resume = await assignments.assigned([tp0])
         XCTAssertEqual(resume, [tp0: 5])
         // The fake source delivers 0..<10 regardless (the real consumer seeks to 5): records
         // below the stored offset are already done and are skipped.
@@ -173,8 +172,8 @@ final class StreamPipelineTests: XCTestCase {
 
     func testBackpressurePausesAndResumes() async throws {
         let source = FakeSource(messages(100, partitions: [tp0])), store = FakeStore()
-        let pipeline = makePipeline(source, store, FakeDLQ()) { $0.maxInFlight = 8; $0.batchSize = 4 }
-        _ = try await pipeline.partitionsAssigned([tp0])
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ()) { $0.maxInFlight = 8; $0.batchSize = 4 }
+        _ = await assignments.assigned([tp0])
         try await runUntilDrained(pipeline, store, expecting: 100)
         XCTAssertFalse(source.paused.isEmpty, "consumption paused at the in-flight bound")
         XCTAssertFalse(source.resumed.isEmpty)
@@ -186,8 +185,8 @@ final class StreamPipelineTests: XCTestCase {
         store.labelSets["default"] = LabelSet(name: "default", labels: [.init("cat"), .init("dog"), .init("car")], templates: ["a {}"])
         let json = ["{\"id\":\"a\",\"image_url\":\"http://x/a.jpg\"}", "{\"id\":\"b\",\"image_url\":\"http://x/b.jpg\",\"label_set\":\"nope\"}"]
         let source = FakeSource(json.enumerated().map { IncomingMessage(partition: tp0, offset: Int64($0.offset), key: nil, value: Array($0.element.utf8)) })
-        let pipeline = makePipeline(source, store, FakeDLQ()) { $0.topK = 2 }
-        _ = try await pipeline.partitionsAssigned([tp0])
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ()) { $0.topK = 2 }
+        _ = await assignments.assigned([tp0])
         try await runUntilDrained(pipeline, store, expecting: 2)
         let records = Dictionary(uniqueKeysWithValues: store.batches.flatMap(\.records).map { ($0.record.id, $0) })
         XCTAssertEqual(records["a"]?.tags.count, 2)
@@ -200,9 +199,9 @@ final class StreamPipelineTests: XCTestCase {
     func testRevokedPartitionsOffsetsAreNotWritten() async throws {
         let store = FakeStore()
         let source = FakeSource(messages(20, partitions: [tp0, tp1]))
-        let pipeline = makePipeline(source, store, FakeDLQ())
-        _ = try await pipeline.partitionsAssigned([tp0, tp1])
-        pipeline.partitionsRevoked([tp1])
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ())
+        _ = await assignments.assigned([tp0, tp1])
+        assignments.revoked([tp1])
         try await runUntilDrained(pipeline, store, expecting: 10)
         XCTAssertNil(store.offsets[tp1])
         XCTAssertEqual(store.offsets[tp0], 10)

@@ -2,6 +2,7 @@ import TestSupport
 import Foundation
 import Logging
 import Postgres
+import Daemon
 import Testing
 
 @Suite("PostgresConnection", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL / CLIPD_TEST_PGVECTOR_DATABASE_URL (Deploy/dev/test.sh does)"))

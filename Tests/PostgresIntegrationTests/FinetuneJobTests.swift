@@ -4,9 +4,12 @@ import Foundation
 import Logging
 import Pipeline
 import Postgres
+import Storage
 import Synthetic
 import Testing
-@testable import clipd
+import Training
+import Daemon
+import CLIPTokenizer
 
 /// The periodic fine-tune job against a real PostgreSQL: a scheduled run is claimed, trained on
 /// stored (file://) pairs with the tiny fixture model, evaluated, and promoted through the canary
@@ -68,14 +71,15 @@ struct FinetuneJobTests {
         CanarySpec(labelSet: "colours", images: scenes.map { .init(imageURL: url(directory, $0, variant: 4), label: $0.colour.rawValue) })
     }
 
-    static func job(_ store: PostgresFinetuneStore, images: URL, checkpoints: URL) throws -> FinetuneJob {
-        var fetch = FetchConfiguration()
-        fetch.allowedFileRoots = [images.path]
+    static func job(_ store: ClipdDatabase, images: URL, checkpoints: URL) throws -> FinetuneJob {
+        var configuredFetch = FetchConfiguration()
+        configuredFetch.allowedFileRoots = [images.path]
+        let fetch = configuredFetch
         let config = baseConfig
-        let tokenizer = try CLIPTokenizerLoader.shared()
+        let tokenizer = try CLIPTokenizer.shared()
         var logger = Logger(label: "clipd.finetune.tests")
         logger.logLevel = ProcessInfo.processInfo.environment["CLIPD_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
-        var job = FinetuneJob(store: store, images: ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false),
+        var job = FinetuneJob(store: store, images: { config in ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false) },
                               tokenize: { tokenizer.tokenize($0, contextLength: $1).ids.map(Int32.init) },
                               canary: canary(images), checkpointDirectory: checkpoints, logger: logger)
         job.progressEvery = 4
@@ -95,7 +99,7 @@ struct FinetuneJobTests {
             let work = try Self.temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: work) }
             let base = try await Self.seed(database, images: work)
-            let store = PostgresFinetuneStore(database: database)
+            let store = database
             let job = try Self.job(store, images: work, checkpoints: work.appendingPathComponent("checkpoints"))
             let listener = try await PostgresNotificationListener.start(configuration: quickConfiguration(scratch.url),
                                                                         channels: ["clipd_model_versions"], logger: testLogger)
@@ -107,8 +111,8 @@ struct FinetuneJobTests {
             let heldOut = ids.filter { HeldOutSplit.isHeldOut($0, fraction: 0.3) }
             #expect(heldOut.count >= 2 && heldOut.count <= ids.count - 6)
 
-            let (first, _) = try await store.schedule(parametersJSON: #"{"mode": "full", "steps": 60, "batch": 6, "lr": 0.01, "warmup_steps": 0, "held_out_fraction": 0.3, "seed": 1}"#)
-            let claimed = try #require(try await store.claim(worker: "test-trainer"))
+            let (first, _) = try await store.scheduleFinetuneRun(parametersJSON: #"{"mode": "full", "steps": 60, "batch": 6, "lr": 0.01, "warmup_steps": 0, "held_out_fraction": 0.3, "seed": 1}"#)
+            let claimed = try #require(try await store.claimFinetuneRun(worker: "test-trainer"))
             #expect(claimed.id == first)
             let outcome = try await job.execute(runID: claimed.id, baseVersionID: claimed.baseModelVersionID,
                                                 parameters: try FinetuneParameters().overriding(with: claimed.parametersJSON))
@@ -151,8 +155,8 @@ struct FinetuneJobTests {
             #expect(try versionMetrics.decode(Int64.self, at: 2) == first)
 
             // A destructive learning rate: every mixing weight loses the canary, so nothing is promoted.
-            let (second, _) = try await store.schedule(parametersJSON: #"{"mode": "full", "steps": 3, "batch": 6, "lr": 5, "warmup_steps": 0, "held_out_fraction": 0.3, "grad_clip_norm": 1000}"#)
-            let damaged = try #require(try await store.claim(worker: "test-trainer"))
+            let (second, _) = try await store.scheduleFinetuneRun(parametersJSON: #"{"mode": "full", "steps": 3, "batch": 6, "lr": 5, "warmup_steps": 0, "held_out_fraction": 0.3, "grad_clip_norm": 1000}"#)
+            let damaged = try #require(try await store.claimFinetuneRun(worker: "test-trainer"))
             #expect(damaged.id == second)
             let rejected = try await job.execute(runID: damaged.id, baseVersionID: damaged.baseModelVersionID,
                                                  parameters: try FinetuneParameters().overriding(with: damaged.parametersJSON))
@@ -181,28 +185,36 @@ struct FinetuneJobTests {
             let work = try Self.temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: work) }
             _ = try await Self.seed(database, images: work)
-            let store = PostgresFinetuneStore(database: database)
+            let store = database
             let canaryFile = work.appendingPathComponent("canary.json")
             try JSONEncoder().encode(Self.canary(work)).write(to: canaryFile)
-            let arguments = ["--database-url", scratch.url, "--once", "--canary", canaryFile.path, "--file-root", work.path,
-                             "--checkpoint-dir", work.appendingPathComponent("checkpoints").path, "--steps", "2", "--batch", "4",
-                             "--held-out-fraction", "0.3", "--threads", "1"]
-            let (later, _) = try await store.schedule(parametersJSON: "{}", at: "2999-01-01 00:00+00")
-            let (now, _) = try await store.schedule(parametersJSON: #"{"lr": 0.0001}"#)
+            // The job as `clipd finetune run --once --steps 2 --batch 4 --held-out-fraction 0.3` runs it.
+            func runJob(minNewPairs: Int? = nil) async throws {
+                var options = FinetuneService.Options(canary: try CanarySpec(json: Data(contentsOf: canaryFile)),
+                                                      checkpointDirectory: work.appendingPathComponent("checkpoints"), worker: "test")
+                options.defaults = try FinetuneParameters().overriding(with: #"{"steps": 2, "batch": 4, "held_out_fraction": 0.3}"#)
+                options.fetch.allowedFileRoots = [work.path]
+                options.once = true
+                options.trigger = FinetuneTrigger(minNewPairs: minNewPairs)
+                try await FinetuneService(configuration: quickConfiguration(scratch.url), options: options,
+                                          logger: Logger(label: "test"), report: { _ in }).run()
+            }
+            let (later, _) = try await store.scheduleFinetuneRun(parametersJSON: "{}", at: "2999-01-01 00:00+00")
+            let (now, _) = try await store.scheduleFinetuneRun(parametersJSON: #"{"lr": 0.0001}"#)
             func status(_ id: Int64) async throws -> String {
                 try await connection.query("SELECT status FROM finetune_runs WHERE id = \(id)").first!.decode(String.self, at: 0)
             }
 
             // Another trainer (this session) holds the lock: the job skips without touching any run.
             let other = try await scratch.connect()
-            #expect(try await other.tryAdvisoryLock(FinetuneRunCommand.lockKey))
-            try await FinetuneRunCommand.parse(arguments).run()
+            #expect(try await other.tryAdvisoryLock(FinetuneService.lockKey))
+            try await runJob()
             #expect(try await status(now) == "scheduled")
 
             // Released: the due run is claimed and finished (promoted or rejected); the later one waits.
-            #expect(try await other.advisoryUnlock(FinetuneRunCommand.lockKey))
+            #expect(try await other.advisoryUnlock(FinetuneService.lockKey))
             await other.close()
-            try await FinetuneRunCommand.parse(arguments).run()
+            try await runJob()
             #expect(["finished", "rejected"].contains(try await status(now)))
             #expect(try await status(later) == "scheduled")
             let row = try #require(try await connection.query(
@@ -212,13 +224,13 @@ struct FinetuneJobTests {
             #expect(try row.decode(Int.self, at: 2) == 2)
 
             // Nothing else is due: --once exits without scheduling.
-            try await FinetuneRunCommand.parse(arguments).run()
+            try await runJob()
             #expect(try await connection.query("SELECT count(*) FROM finetune_runs").first!.decode(Int.self, at: 0) == 2)
             // --min-new-pairs: no records arrived since the last run was scheduled, so still nothing.
-            try await FinetuneRunCommand.parse(arguments + ["--min-new-pairs", "1"]).run()
+            try await runJob(minNewPairs: 1)
             #expect(try await connection.query("SELECT count(*) FROM finetune_runs").first!.decode(Int.self, at: 0) == 2)
             try await connection.query("UPDATE records SET received_at = now() + interval '1 second' WHERE id = 'red-0'")
-            try await FinetuneRunCommand.parse(arguments + ["--min-new-pairs", "1"]).run()
+            try await runJob(minNewPairs: 1)
             #expect(try await connection.query("SELECT count(*) FROM finetune_runs WHERE status IN ('finished', 'rejected')").first!.decode(Int.self, at: 0) == 2,
                     "one new captioned record scheduled and ran a second run")
         }

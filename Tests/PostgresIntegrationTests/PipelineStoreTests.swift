@@ -1,8 +1,9 @@
 import Foundation
 @testable import Pipeline
 import Postgres
+import Storage
 import Testing
-@testable import clipd
+@testable import ZeroShot
 
 @Suite("PipelineStore on PostgreSQL", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL / CLIPD_TEST_PGVECTOR_DATABASE_URL (Deploy/dev/test.sh does)"))
 struct PipelineStoreTests {
@@ -10,7 +11,7 @@ struct PipelineStoreTests {
     func roundTrip(server: TestServer) async throws {
         try await onScratchDatabase(server) { _, connection in
             let database = ClipdDatabase(connection: connection)
-            let store = PostgresPipelineStore(database: database)
+            let store = database
             let model = try await database.registerModelVersion(name: "pipeline", architecture: "ViT-B/32", embeddingDimension: 4)
             try await database.putLabelSet(name: "animals", templates: ["a photo of a {}."], labels: ["cat", "dog"])
             try await connection.query("UPDATE labels SET threshold = 0.3 WHERE label = 'dog'")
@@ -28,7 +29,7 @@ struct PipelineStoreTests {
             let encoded = EncodedRecord(message: message(10, "{}"), record: record, imageEmbedding: [1, 0, 0, 0], textEmbedding: [0, 1, 0, 0],
                                         similarity: 0.0, labelSet: "animals",
                                         tags: [Tag(label: "cat", score: 0.9, rank: 1), Tag(label: "dog", score: 0.1, rank: 2)])
-            let failed = FailedMessage(message: message(11, "not json\u{1}"), recordID: nil, failure: PipelineFailure("invalid_json", "unexpected token"))
+            let failed = FailedMessage(message: message(11, "not json\u{1}"), recordID: nil, failure: PipelineFailure(.record(.invalidJSON), "unexpected token"))
             let batch = BatchWrite(group: "clipd", modelVersion: ModelVersionRef(id: model, name: "pipeline"),
                                    records: [encoded], failures: [failed], offsets: [partition: 12])
             try await store.write(batch)
@@ -44,7 +45,7 @@ struct PipelineStoreTests {
             #expect(try source.decode(Int.self, at: 1) == 2)
             #expect(try source.decode(Int.self, at: 2) == 10)
             let dead = try #require(try await connection.query("SELECT error_class, raw_payload, source_offset FROM failed_records").first)
-            #expect(try dead.decode(String.self, at: 0) == "invalid_json")
+            #expect(try dead.decode(String.self, at: 0) == "record.invalid_json")
             #expect(try dead.decode(PostgresBytes.self, at: 1).bytes == Array("not json\u{1}".utf8))
             #expect(try dead.decode(Int.self, at: 2) == 11)
         }

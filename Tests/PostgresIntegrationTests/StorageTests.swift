@@ -1,6 +1,8 @@
 import Foundation
 import Postgres
+import Storage
 import Testing
+import Training
 
 @Suite("clipd tables", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL / CLIPD_TEST_PGVECTOR_DATABASE_URL (Deploy/dev/test.sh does)"))
 struct StorageTests {
@@ -32,7 +34,7 @@ struct StorageTests {
                                             rank: Int32(rank + 1)))
             }
         }
-        batch.failures = [FailedRecord(sourceTopic: "images", sourcePartition: 0, sourceOffset: 999, errorClass: "invalid_json",
+        batch.failures = [FailedRecord(sourceTopic: "images", sourcePartition: 0, sourceOffset: 999, errorClass: "record.invalid_json",
                                        errorMessage: "unexpected end of input", rawPayload: [0x7B, 0xFF, 0x00, 0x22])]
         batch.offsets = (0..<3).map { ConsumerOffset(group: "clipd", topic: "images", partition: Int32($0), nextOffset: Int64(count + $0)) }
         return batch
@@ -72,7 +74,7 @@ struct StorageTests {
             #expect(try record.decode(Int64.self, at: 4) == 5)
 
             let failure = try #require(try await connection.query("SELECT error_class, raw_payload FROM failed_records").first)
-            #expect(try failure.decode(String.self, at: 0) == "invalid_json")
+            #expect(try failure.decode(String.self, at: 0) == "record.invalid_json")
             #expect(try failure.decode(PostgresBytes.self, at: 1).bytes == [0x7B, 0xFF, 0x00, 0x22])
             #expect(try await database.consumerOffsets(group: "clipd", topic: "images") == [0: 40, 1: 41, 2: 42])
 
@@ -197,7 +199,7 @@ struct StorageTests {
             #expect(count == 0)
             // A dead letter is always stored: NUL in its message is replaced, the payload kept exactly.
             try await database.write(WriteBatch(failures: [FailedRecord(recordID: "id\u{0}", sourceTopic: "images", sourcePartition: 0, sourceOffset: 5,
-                                                                        errorClass: "invalid_record", errorMessage: "caption contains \u{0}",
+                                                                        errorClass: "record.invalid", errorMessage: "caption contains \u{0}",
                                                                         rawPayload: [0x61, 0x00, 0x62])]))
             let dead = try #require(try await connection.query("SELECT record_id, error_message, raw_payload FROM failed_records").first)
             #expect(try dead.decode(String.self, at: 0) == "id\u{FFFD}")
@@ -216,17 +218,17 @@ struct StorageTests {
             try await database.putLabelSet(name: "animals", templates: ["a photo of a {}."], labels: ["cat", "dog"])
             try await database.putLabelSet(name: "animals", templates: ["a photo of a {}.", "a drawing of a {}."], labels: ["dog", "bird", "cat"])
             var stored = try #require(try await database.labelSet(named: "animals"))
-            #expect(stored.labels == ["dog", "bird", "cat"])
-            #expect(stored.thresholds == [nil, nil, nil])
+            #expect(stored.labels.map(\.name) == ["dog", "bird", "cat"])
+            #expect(stored.labels.map(\.threshold) == [nil, nil, nil])
             #expect(stored.templates.count == 2)
             let versionAfterPut = stored.version
 
             try await connection.query("INSERT INTO labels (label_set, label, position) VALUES ('animals', 'fish', 4)")
             try await connection.query("UPDATE labels SET threshold = 0.25 WHERE label = 'bird'")  // its own transaction: one more bump
             stored = try #require(try await database.labelSet(named: "animals"))
-            #expect(stored.labels == ["dog", "bird", "cat", "fish"])
-            #expect(stored.thresholds == [nil, 0.25, nil, nil])
-            #expect(stored.version == versionAfterPut + 2)
+            #expect(stored.labels.map(\.name) == ["dog", "bird", "cat", "fish"])
+            #expect(stored.labels.map(\.threshold) == [nil, 0.25, nil, nil])
+            #expect(Int(stored.version) == Int(versionAfterPut)! + 2)
 
             let collector = NotificationCollector(listener)
             let payloads = try await collector.waitFor(count: 4, seconds: 10).map(\.payload)
@@ -258,8 +260,8 @@ struct StorageTests {
             }
             await #expect(throws: PostgresError.self) { try await database.activateModelVersion(id: 999_999) }
 
-            let first = try await database.scheduleFinetuneRun(baseModelVersionID: tuned, parametersJSON: "{\"epochs\": 2}")
-            let second = try await database.scheduleFinetuneRun(baseModelVersionID: tuned)
+            let first = try await database.scheduleFinetuneRun(parametersJSON: "{\"epochs\": 2}", baseVersionID: tuned).id
+            let second = try await database.scheduleFinetuneRun(baseVersionID: tuned).id
             let claims = try await withThrowingTaskGroup(of: Int64?.self) { group in
                 for worker in 0..<4 {
                     group.addTask {
@@ -271,7 +273,7 @@ struct StorageTests {
                 return try await group.reduce(into: [Int64]()) { if let id = $1 { $0.append(id) } }
             }
             #expect(claims.sorted() == [first, second])
-            try await database.finishFinetuneRun(id: first, resultModelVersionID: tuned, resultsJSON: "{\"recall@1\": 0.5}", error: nil)
+            try await database.finish(runID: first, outcome: FinetuneOutcome(status: .finished, resultVersion: .init(id: tuned, name: "tuned"), resultsJSON: "{\"recall@1\": 0.5}"))
             let status = try await connection.query("SELECT status FROM finetune_runs WHERE id = \(first)").first!.decode(String.self, at: 0)
             #expect(status == "finished")
 

@@ -203,13 +203,13 @@ struct MigrationFileTests {
         #expect { try PostgresMigrator(directory: directory, logger: .init(label: "test")) } throws: { "\($0)".contains("two.sql") }
     }
 
-    @Test("the migrations directory is found from a flag, the environment, or beside the executable")
-    func locate() throws {
-        #expect(PostgresMigrator.locateMigrationsDirectory(explicit: "/x/y", environment: [:])?.path == "/x/y")
-        #expect(PostgresMigrator.locateMigrationsDirectory(explicit: nil, environment: ["CLIPD_MIGRATIONS_DIR": "/env/dir"])?.path == "/env/dir")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let found = PostgresMigrator.locateMigrationsDirectory(
-            explicit: nil, environment: [:], executablePath: root.appendingPathComponent(".build/release/clipd").path)
-        #expect(found?.standardizedFileURL.path == root.appendingPathComponent("Schemas/postgres").standardizedFileURL.path)
+    @Test("fragments splice shared clauses and renumber their binds")
+    func fragments() {
+        let caption = "x"
+        let clause: PostgresQuery = "AND caption = \(caption) AND id = \(7)"
+        let labelSet = "s"
+        let query: PostgresQuery = "SELECT \(identifiers: ["a", "b"]) FROM t WHERE label_set = \(labelSet) \(fragment: clause)"
+        #expect(query.sql == #"SELECT "a", "b" FROM t WHERE label_set = $1 AND caption = $2 AND id = $3"#)
+        #expect(query.binds.count == 3)
     }
 }

@@ -91,3 +91,8 @@ public func runClipd(_ arguments: [String], environment: [String: String] = [:],
     }
     return (status, p.stdout, p.stderr)
 }
+
+public struct TCPRelayError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

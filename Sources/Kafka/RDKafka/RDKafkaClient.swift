@@ -1,3 +1,4 @@
+import Executors
 import CRdKafka
 import Foundation
 import Logging

@@ -1,0 +1,180 @@
+import CLIP
+import CLIPTokenizer
+import Executors
+import Fetch
+import Foundation
+import Logging
+import Pipeline
+import Postgres
+import ServiceLifecycle
+import Storage
+import Training
+
+/// The periodic fine-tune job as a service: one trainer at a time across machines (a session
+/// advisory lock), runs from `finetune_runs` (inserted by `clipd finetune schedule`, plain SQL,
+/// or by this job's own interval / new-pairs trigger), each trained, evaluated, WiSE-FT
+/// interpolated and promoted only through the canary gate. Idle, it sleeps until a NOTIFY on
+/// `clipd_finetune_runs`, the next scheduled run, or the trigger's interval.
+public struct FinetuneService: Service {
+    public struct Options: Sendable {
+        /// The job's run parameters; a run row's `parameters` override them.
+        public var defaults = FinetuneParameters()
+        public var canary: CanarySpec
+        /// Where promoted checkpoints are written (shared storage when daemons run elsewhere).
+        public var checkpointDirectory: URL
+        public var fetch = FetchConfiguration()
+        /// Process at most one run, then return (skip at once if another trainer holds the lock).
+        public var once = false
+        public var trigger = FinetuneTrigger()
+        /// Longest sleep between checks when nothing wakes the job sooner.
+        public var poll: Double = 30
+        /// Name recorded in `claimed_by`.
+        public var worker: String
+
+        public init(canary: CanarySpec, checkpointDirectory: URL, worker: String) {
+            self.canary = canary
+            self.checkpointDirectory = checkpointDirectory
+            self.worker = worker
+        }
+    }
+
+    /// What the job did, for the caller to report.
+    public enum Event: Sendable {
+        case skipped(String)
+        case finished(runID: Int64, FinetuneOutcome)
+    }
+
+    public static let lockKey = PostgresAdvisoryLockKey(name: "clipd.finetune.trainer")
+
+    let configuration: PostgresConfiguration
+    let options: Options
+    let logger: Logger
+    let report: @Sendable (Event) -> Void
+
+    public init(configuration: PostgresConfiguration, options: Options, logger: Logger, report: @escaping @Sendable (Event) -> Void) {
+        self.configuration = configuration
+        self.options = options
+        self.logger = logger
+        self.report = report
+    }
+
+    public func run() async throws {
+        let doorbell = Doorbell()
+        let stopping = Locked(false)
+        try await withGracefulShutdownHandler {
+            try await work(doorbell: doorbell, stopping: stopping)
+        } onGracefulShutdown: {
+            stopping.withLock { $0 = true }
+            doorbell.ring()
+        }
+    }
+
+    private func work(doorbell: Doorbell, stopping: Locked<Bool>) async throws {
+        // The lock lives on its own session: it is held exactly as long as this process is connected.
+        let lockConnection = try await PostgresConnection.connect(configuration: configuration, logger: logger)
+        defer { Task { await lockConnection.close() } }
+        if try await !lockConnection.tryAdvisoryLock(Self.lockKey) {
+            if options.once {
+                logger.notice("another trainer holds the fine-tune lock; skipping this run")
+                report(.skipped("another trainer holds the fine-tune lock"))
+                return
+            }
+            logger.notice("another trainer holds the fine-tune lock; waiting for it")
+            while try await !lockConnection.tryAdvisoryLock(Self.lockKey) {
+                if stopping.value { return }
+                await doorbell.wait(seconds: 5)
+            }
+        }
+        logger.info("holding the fine-tune lock as \(options.worker)")
+
+        let database = ClipdDatabase(connection: try await PostgresConnection.connect(configuration: configuration, logger: logger))
+        defer { Task { [connection = database.connection] in await connection.close() } }
+        let abandoned = try await database.failAbandonedFinetuneRuns()
+        if abandoned > 0 { logger.warning("marked \(abandoned) run(s) left running by a stopped trainer as failed") }
+
+        var listener: PostgresNotificationListener?
+        if !options.once {
+            let started = try await PostgresNotificationListener.start(configuration: configuration, channels: ["clipd_finetune_runs"], logger: logger)
+            listener = started
+            Task { for await _ in started.notifications { doorbell.ring() } }
+        }
+        defer { listener?.stop() }
+
+        let job = makeJob(database: database)
+        while !stopping.value {
+            if let run = try await database.claimFinetuneRun(worker: options.worker) {
+                logger.info("claimed fine-tune run \(run.id)")
+                let outcome: FinetuneOutcome
+                do {
+                    let parameters = try options.defaults.overriding(with: run.parametersJSON)
+                    outcome = try await job.execute(runID: run.id, baseVersionID: run.baseModelVersionID, parameters: parameters)
+                } catch let error as TrainingError {
+                    logger.error("fine-tune run \(run.id): \(error.message)")
+                    outcome = .failed(error.message)
+                    try await database.finish(runID: run.id, outcome: outcome)
+                }
+                report(.finished(runID: run.id, outcome))
+                if options.once { return }
+                continue
+            }
+            let (lastRun, newPairs) = try await database.finetuneActivitySinceLastRun()
+            if let reason = options.trigger.reasonToSchedule(now: Date(), lastRun: lastRun, newPairs: newPairs) {
+                let (id, _) = try await database.scheduleFinetuneRun()
+                logger.info("scheduled fine-tune run \(id): \(reason)")
+                continue
+            }
+            if options.once {
+                logger.info("no fine-tune run is due")
+                report(.skipped("no run is due"))
+                return
+            }
+            var wait = options.poll
+            if let next = try await database.secondsUntilNextScheduledRun() { wait = min(wait, max(0.5, next)) }
+            if let interval = options.trigger.interval, let lastRun {
+                wait = min(wait, max(0.5, interval - Date().timeIntervalSince(lastRun)))
+            }
+            logger.debug("idle; next check in \(Int(wait))s")
+            await doorbell.wait(seconds: wait)
+        }
+    }
+
+    private func makeJob(database: ClipdDatabase) -> FinetuneJob {
+        let fetch = options.fetch
+        return FinetuneJob(
+            store: database,
+            images: { config in ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false) },
+            tokenize: { text, length in try CLIPTokenizer.shared().tokenize(text, contextLength: length).ids.map(Int32.init) },
+            canary: options.canary, checkpointDirectory: options.checkpointDirectory, logger: logger)
+    }
+}
+
+/// Wakes one waiter: a notification, a shutdown, or the waiter's own timeout. A ring while
+/// nobody waits is kept for the next wait.
+final class Doorbell: Sendable {
+    private let state = Locked<(rung: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func ring() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else { state.rung = true; return nil }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait(seconds: Double) async {
+        let timer = Task { [self] in
+            try? await Task.sleep(for: .milliseconds(Int(max(0, seconds) * 1000)))
+            if !Task.isCancelled { ring() }
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.rung { state.rung = false; return true }
+                state.waiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        timer.cancel()
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Kafka
+import Logging
+import Pipeline
+import Postgres
+import ServiceLifecycle
+
+/// Runs the Kafka consumer (polling, rebalances) until the pipeline has drained, then leaves
+/// the group and flushes the dead-letter producer.
+struct ConsumerService: Service {
+    let consumer: KafkaConsumer
+    let producer: KafkaProducer
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await consumer.run()
+        } onGracefulShutdown: {
+            // The pipeline (started after us) has drained by now: leave the group.
+            consumer.shutdown()
+        }
+        await producer.shutdown()
+    }
+}
+
+struct PipelineService: Service {
+    let pipeline: StreamPipeline
+    let health: HealthState
+
+    func run() async throws {
+        health.set(ready: true, reason: "ready")
+        try await withGracefulShutdownHandler {
+            try await pipeline.run()
+        } onGracefulShutdown: {
+            health.set(reason: "draining")
+            pipeline.shutdown()
+        }
+        health.set(reason: "stopped")
+    }
+}
+
+/// LISTEN clipd_label_sets / clipd_model_versions: re-embed label sets, switch models.
+struct NotificationService: Service {
+    let configuration: PostgresConfiguration
+    let pipeline: StreamPipeline
+    let registry: ModelRegistry
+    let logger: Logger
+
+    func run() async throws {
+        let listener = try await PostgresNotificationListener.start(configuration: configuration,
+                                                                    channels: ["clipd_label_sets", "clipd_model_versions"], logger: logger)
+        await withGracefulShutdownHandler {
+            for await note in listener.notifications.cancelOnGracefulShutdown() {
+                if note.channel == "clipd_label_sets" || note.isResynchronization {
+                    pipeline.labelSetsChanged()
+                    logger.info("label sets changed; re-embedding on next use")
+                }
+                if note.channel == "clipd_model_versions" || note.isResynchronization {
+                    do {
+                        guard let active = try await registry.database.activeModelVersion(),
+                              active.id != pipeline.currentModel.version.id else { continue }
+                        let next = try await registry.load(version: active)
+                        pipeline.useModel(next)
+                        logger.info("loaded new active model version; switching between batches", metadata: ["id": "\(active.id)", "name": "\(active.name)"])
+                    } catch {
+                        logger.error("cannot switch to the active model version", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            listener.stop()
+        }
+        listener.stop()
+    }
+}
+
+/// The periodic progress line (records/s, lag) and per-partition lag metrics; optionally
+/// ends the daemon once the topic is idle.
+struct ProgressService: Service {
+    let pipeline: StreamPipeline
+    let consumer: KafkaConsumer
+    let source: KafkaMessageSource
+    let interval: Double
+    let stopWhenIdle: Double?
+    let logger: Logger
+
+    func run() async throws {
+        var last = pipeline.metrics.snapshot
+        var lastTime = ContinuousClock.now
+        var lastReport = ContinuousClock.now
+        let started = ContinuousClock.now
+        let tick = min(interval, 0.5)
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(Int(tick * 1000)))
+            let now = ContinuousClock.now
+            // Idle: nothing in flight, nothing new for `idle` seconds, and every assigned
+            // partition's stored offset has reached its end (so a paused consumer is not idle).
+            // Kafka's committed offsets are not used: a commit refused during a rebalance would
+            // leave them behind for good.
+            if let idle = stopWhenIdle, now - source.lastMessageAt > .milliseconds(Int(idle * 1000)),
+               pipeline.tracker.inFlightCount == 0,
+               pipeline.metrics.snapshot.consumed > 0 || now - started > .milliseconds(Int(idle * 3000)),
+               let lags = try? await consumer.lag(timeout: .seconds(2)), !lags.isEmpty,
+               lags.allSatisfy({ l in
+                   let next = pipeline.tracker.committable(TopicPartition(l.topicPartition)) ?? -1
+                   return next >= l.highWatermark || (next < 0 && l.highWatermark <= l.lowWatermark)
+               }) {
+                // Returning ends the group gracefully (successTerminationBehavior).
+                logger.info("idle; draining and stopping", metadata: ["idle_s": "\(idle)"])
+                return
+            }
+            guard now - lastReport >= .milliseconds(Int(interval * 1000)) else { continue }
+            lastReport = now
+            // Re-commit the stored offsets to Kafka so lag stays visible even when a commit was
+            // refused (e.g. during a rebalance).
+            let stored = pipeline.tracker.committableAll().filter { $0.value >= 0 }
+            if !stored.isEmpty { source.commit(stored) }
+            let snap = pipeline.metrics.snapshot
+            let seconds = Double((now - lastTime).components.seconds) + Double((now - lastTime).components.attoseconds) / 1e18
+            let rate = Double(snap.written + snap.failed - last.written - last.failed) / max(seconds, 1e-9)
+            var lagTotal: Int64 = 0
+            if let lags = try? await consumer.lag(timeout: .seconds(2)) {
+                for l in lags {
+                    pipeline.metrics.lag(TopicPartition(l.topicPartition), l.lag)
+                    lagTotal += l.lag
+                }
+            }
+            logger.info("progress", metadata: ["records_per_s": "\(String(format: "%.1f", rate))", "consumed": "\(snap.consumed)",
+                                              "written": "\(snap.written)", "failed": "\(snap.failed)",
+                                              "in_flight": "\(pipeline.tracker.inFlightCount)", "lag": "\(lagTotal)"])
+            last = snap
+            lastTime = now
+        }
+    }
+}
