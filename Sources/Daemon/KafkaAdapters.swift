@@ -2,6 +2,7 @@ import Foundation
 import Kafka
 import Logging
 import Pipeline
+import Records
 
 // The Kafka boundary: the only place topic partitions and messages are converted between the
 // Kafka module's types and the pipeline's.
@@ -123,5 +124,24 @@ struct KafkaDeadLetterSink: DeadLetterSink {
         let value = try JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys])
         let key = failed.recordID.map { Array($0.utf8) } ?? failed.message.key
         _ = try await producer.send(KafkaProducerMessage(topic: topic, key: key, value: [UInt8](value)))
+    }
+}
+
+/// Sends validated records with the Kafka producer, waiting for each batch's delivery reports.
+public struct KafkaRecordSink: RecordSink {
+    let producer: KafkaProducer
+    let topic: String
+
+    public init(producer: KafkaProducer, topic: String) {
+        self.producer = producer
+        self.topic = topic
+    }
+
+    public func deliver(_ records: [OutgoingRecord]) async -> [String?] {
+        let results = await producer.send(records.map { KafkaProducerMessage(topic: topic, key: $0.key, value: $0.value) })
+        return results.map { result in
+            if case .failure(let error) = result { return error.description }
+            return nil
+        }
     }
 }

@@ -57,40 +57,14 @@ struct DevBrokerCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "clipd.dev-broker", factory: { StreamLogHandler.standardError(label: $0) })
         logger.logLevel = .notice
-        let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
-        for name in topic {
-            try cluster.createTopic(name, partitions: partitions, replicationFactor: replicationFactor ?? min(3, brokers))
-        }
-        var forwarder: TCPRelay?
-        var bootstrap = cluster.bootstrapServers
-        if let port {
-            let firstBroker = String(cluster.bootstrapServers.split(separator: ",")[0])
-            guard let targetPort = firstBroker.split(separator: ":").last.flatMap({ UInt16($0) }) else {
-                throw ValidationError("unexpected mock cluster address \(firstBroker)")
-            }
-            let relay = TCPRelay(listenPort: UInt16(port), upstreamPort: targetPort)
-            try relay.start()
-            forwarder = relay
-            bootstrap = "127.0.0.1:\(port)"
-        }
+        let broker = try DevBroker(brokers: brokers, topics: topic, partitions: partitions,
+                                   replicationFactor: replicationFactor ?? min(3, brokers), port: port.map(UInt16.init), logger: logger)
         // Unbuffered, so a parent process reading our stdout sees the address at once.
-        FileHandle.standardOutput.write(Data("\(bootstrap)\n".utf8))
-        logger.notice("dev broker serving \(brokers) brokers at \(cluster.bootstrapServers); topics: \(topic.isEmpty ? "auto-created" : topic.joined(separator: ","))")
-
+        FileHandle.standardOutput.write(Data("\(broker.bootstrapServers)\n".utf8))
+        logger.notice("dev broker serving \(brokers) brokers at \(broker.cluster.bootstrapServers); topics: \(topic.isEmpty ? "auto-created" : topic.joined(separator: ","))")
         // Opt-in: a background job reading a terminal would be stopped by SIGTTIN.
         if stdinCommands {
-            Thread.detachNewThread { [cluster] in
-                while let line = readLine() {
-                    let reply: String
-                    do {
-                        try DevBrokerCommands.perform(line, on: cluster)
-                        reply = "ok"
-                    } catch {
-                        reply = "error: \(error)"
-                    }
-                    FileHandle.standardOutput.write(Data("\(reply)\n".utf8))
-                }
-            }
+            broker.serveCommands(readLine: { readLine() }, reply: { FileHandle.standardOutput.write(Data("\($0)\n".utf8)) })
         }
 
         let (stops, stop) = AsyncStream.makeStream(of: Int32.self)
@@ -104,7 +78,7 @@ struct DevBrokerCommand: AsyncParsableCommand {
         }
         for await _ in stops { break }
         logger.notice("dev broker stopping")
-        forwarder?.stop()
-        withExtendedLifetime((cluster, sources)) {}
+        broker.stop()
+        withExtendedLifetime(sources) {}
     }
 }

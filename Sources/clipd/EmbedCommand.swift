@@ -67,7 +67,7 @@ struct EmbedCommand: AsyncParsableCommand {
         for (option, value) in order {
             switch option {
             case "--pixels":
-                images.append(try Self.readPixels(value, imageSize: cfg.imageSize))
+                images.append(try ModelInput.pixels(file: value, imageSize: cfg.imageSize))
                 imageLabels.append(value)
                 outputs.append(("image", nextImage)); nextImage += 1
             case "--image":
@@ -78,7 +78,7 @@ struct EmbedCommand: AsyncParsableCommand {
                 outputs.append(("image", nextImage)); nextImage += 1
             case "--tokens":
                 outputs.append(("text", textInputs.count))
-                textInputs.append((value, try Self.parseTokens(value, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize)))
+                textInputs.append((value, try ModelInput.tokens(json: value, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize)))
             case "--text":
                 outputs.append(("text", textInputs.count))
                 textInputs.append((value, tokenizer!.tokenize(value, contextLength: cfg.contextLength).ids.map(Int32.init)))
@@ -103,40 +103,5 @@ struct EmbedCommand: AsyncParsableCommand {
                 printLine("{\"kind\":\"text\",\"input\":\(jsonString(textInputs[index].label)),\"embedding\":\(jsonNumbers(textFeatures.row(index)))}")
             }
         }
-    }
-
-    static func readPixels(_ path: String, imageSize s: Int) throws -> [Float] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CommandFailure("cannot read pixels file \(path)")
-        }
-        let expected = 3 * s * s * 4
-        guard data.count == expected else {
-            throw CommandFailure("\(path): \(data.count) bytes, expected \(expected) (float32 [3,\(s),\(s)] for this model)")
-        }
-        let values = data.withUnsafeBytes { raw in
-            (0..<(3 * s * s)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-        }
-        if let i = values.firstIndex(where: { !$0.isFinite }) {
-            throw CommandFailure("\(path): value \(i) is not finite")
-        }
-        return values
-    }
-
-    static func parseTokens(_ json: String, contextLength: Int, vocabSize: Int) throws -> [Int32] {
-        guard let array = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [Any] else {
-            throw CommandFailure("--tokens \(json.prefix(40)): not a JSON array of token ids")
-        }
-        var ids: [Int32] = []
-        for item in array {
-            guard let n = item as? NSNumber, let v = Int32(exactly: n.doubleValue), v >= 0, Int(v) < vocabSize else {
-                throw CommandFailure("--tokens: \(item) is not a token id in 0..<\(vocabSize)")
-            }
-            ids.append(v)
-        }
-        guard !ids.isEmpty else { throw CommandFailure("--tokens: empty token list") }
-        guard ids.count <= contextLength else {
-            throw CommandFailure("--tokens: \(ids.count) ids exceed the model's context length \(contextLength)")
-        }
-        return ids + [Int32](repeating: 0, count: contextLength - ids.count)
     }
 }

@@ -45,49 +45,16 @@ struct FinetuneBenchCommand: AsyncParsableCommand {
         for name in arch {
             let cfg = Self.config(name)!
             let model = CLIPModel.random(config: cfg, seed: 1)
-            var rng = SeededGenerator(seed: 5)
-            let s = cfg.imageSize
-            let pixels = (0..<(batch * 3 * s * s)).map { _ in rng.normal() }
-            let tokens: [[Int32]] = (0..<batch).map { _ in
-                var row = [Int32](repeating: 0, count: cfg.contextLength)
-                row[0] = 49406
-                for k in 1..<(typicalTokens - 1) { row[k] = Int32(300 + Int(rng.next() % 40_000)) }
-                row[typicalTokens - 1] = 49407
-                return row
-            }
-            /// Per-repetition rates after one warm-up; the median resists the other processes on a shared machine.
-            func timed(_ body: () throws -> Void) rethrows -> (median: Double, best: Double, repetitions: Int) {
-                try body()  // warm-up: allocations, first touch of buffers
-                var rates: [Double] = []
-                let start = Date()
-                repeat {
-                    let t = Date()
-                    try body()
-                    rates.append(Double(batch) / Date().timeIntervalSince(t))
-                } while rates.count < 2 || Date().timeIntervalSince(start) < seconds
-                rates.sort()
-                return (rates[rates.count / 2], rates.last!, rates.count)
-            }
-            func forward() throws {
-                _ = model.encodeImages(pixels, count: batch)
-                _ = try model.encodeTexts(tokens)
-            }
+            let result = try FinetuneBenchmark.run(model: model, modes: modes.split(separator: ",").map { FineTuneMode(String($0))! },
+                                                   batch: batch, typicalTokens: typicalTokens, seconds: seconds)
             var fields: [String] = []
-            var inferenceRates: [Double] = []
-            for modeName in modes.split(separator: ",").map(String.init) {
-                let mode = FineTuneMode(modeName)!
-                let trainer = CLIPTrainer(model: model, mode: mode, hyper: .init(learningRate: 1e-6), gradClipNorm: 1)
-                let trained = model.parameters.entries.filter { trainer.trains($0) }.reduce(0) { $0 + $1.count }
-                // The forward-only baseline is measured right before each mode, so both see the same machine load.
-                let inference = try timed(forward)
-                inferenceRates.append(inference.median)
-                let result = try timed { try trainer.step(pixels: pixels, tokens: tokens) }
-                logger.info("\(name) \(modeName): \(String(format: "%.2f", result.median)) pairs/s (forward only \(String(format: "%.2f", inference.median)))")
-                fields.append("{\"mode\":\(jsonString(modeName)),\"pairs_per_second\":\(Self.round(result.median)),\"best_pairs_per_second\":\(Self.round(result.best)),"
-                              + "\"steps\":\(result.repetitions),\"trained_parameters\":\(trained),"
-                              + "\"forward_only_pairs_per_second\":\(Self.round(inference.median)),\"vs_forward_only\":\(Self.round(result.median / inference.median))}")
+            for (modeName, m) in zip(modes.split(separator: ",").map(String.init), result.modes) {
+                logger.info("\(name) \(modeName): \(String(format: "%.2f", m.pairsPerSecond)) pairs/s (forward only \(String(format: "%.2f", m.forwardPairsPerSecond)))")
+                fields.append("{\"mode\":\(jsonString(modeName)),\"pairs_per_second\":\(Self.round(m.pairsPerSecond)),\"best_pairs_per_second\":\(Self.round(m.bestPairsPerSecond)),"
+                              + "\"steps\":\(m.steps),\"trained_parameters\":\(m.trainedParameters),"
+                              + "\"forward_only_pairs_per_second\":\(Self.round(m.forwardPairsPerSecond)),\"vs_forward_only\":\(Self.round(m.pairsPerSecond / m.forwardPairsPerSecond))}")
             }
-            let forwardMedian = inferenceRates.sorted()[inferenceRates.count / 2]
+            let forwardMedian = result.forwardPairsPerSecond
             printLine("{\"arch\":\(jsonString(name)),\"parameters\":\(model.parameters.count),\"batch\":\(batch),\"caption_tokens\":\(typicalTokens),"
                       + "\"blas_kernel\":\(jsonString(BLASSelection.current.kernel)),\"blas_threads\":\(BLASKernel.threads),"
                       + "\"forward_only_pairs_per_second\":\(Self.round(forwardMedian)),\"modes\":[\(fields.joined(separator: ","))]}")

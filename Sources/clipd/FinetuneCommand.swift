@@ -70,8 +70,8 @@ struct FinetuneStepCommand: AsyncParsableCommand {
         let model = try modelOptions.load(logger: logger)
         let cfg = model.config
         var images: [Float] = []
-        for path in pixels { images += try EmbedCommand.readPixels(path, imageSize: cfg.imageSize) }
-        let rows = try tokens.map { try EmbedCommand.parseTokens($0, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize) }
+        for path in pixels { images += try ModelInput.pixels(file: path, imageSize: cfg.imageSize) }
+        let rows = try tokens.map { try ModelInput.tokens(json: $0, contextLength: cfg.contextLength, vocabSize: cfg.vocabSize) }
         let (b1, b2) = try parsedBetas()
         let trainer = CLIPTrainer(model: model, mode: FineTuneMode(mode)!,
                                   hyper: .init(learningRate: lr, beta1: b1, beta2: b2, eps: eps, weightDecay: weightDecay),

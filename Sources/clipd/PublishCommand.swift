@@ -1,4 +1,5 @@
 import ArgumentParser
+import Daemon
 import Foundation
 import Kafka
 import Logging
@@ -69,24 +70,10 @@ struct PublishCommand: AsyncParsableCommand {
         var configuration = KafkaProducerConfiguration(bootstrapServers: brokers)
         configuration.messageTimeout = .seconds(deliveryTimeout)
         let producer = try KafkaProducer(configuration: configuration, logger: logger)
-        let summary = await RecordPublisher().publish(jsonLines: bytes, to: ProducerRecordSink(producer: producer, topic: topic)) { problem in
+        let summary = await RecordPublisher().publish(jsonLines: bytes, to: KafkaRecordSink(producer: producer, topic: topic)) { problem in
             FileHandle.standardError.write(Data("\(problem)\n".utf8))
         }
         await producer.shutdown(timeout: .seconds(deliveryTimeout))
         return summary
-    }
-}
-
-/// Sends validated records with the Kafka producer, waiting for each batch's delivery reports.
-struct ProducerRecordSink: RecordSink {
-    let producer: KafkaProducer
-    let topic: String
-
-    func deliver(_ records: [OutgoingRecord]) async -> [String?] {
-        let results = await producer.send(records.map { KafkaProducerMessage(topic: topic, key: $0.key, value: $0.value) })
-        return results.map { result in
-            if case .failure(let error) = result { return error.description }
-            return nil
-        }
     }
 }

@@ -62,9 +62,15 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let cfg = try ConfigLoader.load(file: config, environment: ProcessInfo.processInfo.environment, overrides: overrides)
+        let cfg: DaemonConfig
+        do {
+            cfg = try DaemonConfig.layered(file: config.map { ($0, FileManager.default.contents(atPath: $0)) },
+                                           environment: ProcessInfo.processInfo.environment, overrides: overrides)
+        } catch let error as DaemonError {
+            throw CommandFailure(error.description)
+        }
         if printConfig {
-            printLine(ConfigLoader.describe(cfg))
+            printLine(cfg.redactedJSON)
             return
         }
         let logger = makeLogger("clipd.run")

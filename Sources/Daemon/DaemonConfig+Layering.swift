@@ -1,0 +1,74 @@
+import Foundation
+
+/// The daemon's configuration layered from defaults < JSON file < `CLIPD_*` environment < flags.
+/// The executable reads the file and the environment and hands them in; this only merges and
+/// checks them. Problems are `DaemonError`s naming the key or variable.
+extension DaemonConfig {
+    /// `file` is the configuration file's path and contents; `overrides` are flag values by
+    /// config key (already typed as JSON values).
+    public static func layered(file: (path: String, contents: Data?)?, environment: [String: String],
+                               overrides: [String: Any]) throws -> DaemonConfig {
+        let defaults = try JSONSerialization.jsonObject(with: JSONEncoder().encode(DaemonConfig())) as! [String: Any]
+        var merged = defaults
+        let keys = Set(DaemonConfig.keys)
+        let kinds = DaemonConfig.kinds
+
+        if let (file, contents) = file {
+            guard let data = contents else { throw DaemonError("cannot read config file \(file)") }
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw DaemonError("config file \(file) is not a JSON object")
+            }
+            if let unknown = object.keys.filter({ !keys.contains($0) }).sorted().first {
+                throw DaemonError("config file \(file): unknown key \"\(unknown)\" (known: \(DaemonConfig.keys.joined(separator: ", ")))")
+            }
+            for (k, v) in object { merged[k] = v }
+        }
+        for key in DaemonConfig.keys {
+            let variable = "CLIPD_" + key.uppercased()
+            guard let raw = environment[variable] else { continue }
+            merged[key] = try parse(raw, kind: kinds[key]!, name: variable)
+        }
+        for (k, v) in overrides { merged[k] = v }
+        let config: DaemonConfig
+        do {
+            config = try JSONDecoder().decode(DaemonConfig.self, from: JSONSerialization.data(withJSONObject: merged))
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw DaemonError("configuration key \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type")
+        }
+        if let problem = config.problem() { throw DaemonError("invalid configuration: \(problem)") }
+        return config
+    }
+
+    static func parse(_ raw: String, kind: ValueKind, name: String) throws -> Any {
+        switch kind {
+        case .stringList:
+            return raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        case .bool:
+            switch raw.lowercased() {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw DaemonError("\(name)=\(raw) is not a boolean (true/false/1/0)")
+            }
+        case .double:
+            guard let d = Double(raw) else { throw DaemonError("\(name)=\(raw) is not a number") }
+            return d
+        case .int:
+            guard let i = Int(raw) else { throw DaemonError("\(name)=\(raw) is not an integer") }
+            return i
+        case .string, .optionalString:
+            return raw
+        }
+    }
+
+    /// The effective configuration as JSON (for `--print-config`), the database password hidden.
+    public var redactedJSON: String {
+        var redacted = self
+        if var components = URLComponents(string: databaseURL), components.password != nil {
+            components.password = "***"
+            redacted.databaseURL = components.string ?? databaseURL
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try! encoder.encode(redacted), as: UTF8.self)
+    }
+}
