@@ -43,6 +43,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
+        // Locks and other small concurrency building blocks.
+        .target(name: "Executors"),
         // Zero-shot prompt templates shared by the CLI and the pipeline (no dependencies).
         .target(name: "ZeroShot"),
         // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations.
@@ -72,17 +74,20 @@ let package = Package(
             "Postgres", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/PostgresWrites"),
 
-        // Helpers shared by the integration test targets (processes, TCP relay).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // The one test harness: repository paths, running clipd (one-shot and in the background),
+        // PostgreSQL test servers and scratch databases, polling with deadlines, quiet loggers, the TCP relay.
+        .target(name: "TestSupport", dependencies: [
+            "Postgres", "Executors", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "DaemonIntegrationTests", dependencies: [
             "TestSupport", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
-        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP"]),
+        .testTarget(name: "ClipdCLITests", dependencies: ["CLIP", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor"]),
-        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer"]),
+        .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "TestSupport", "Executors"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch"]),
         // Deploy/ (example config, compose, Kubernetes, systemd) stays true to DaemonConfig.
         .testTarget(name: "DeployTests", dependencies: ["Pipeline"]),
@@ -98,7 +103,7 @@ let package = Package(
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka"]),
         .testTarget(name: "KafkaIntegrationTests", dependencies: [
-            "Kafka", "Records",
+            "Kafka", "Records", "TestSupport", "Executors",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Pipeline
 import Postgres
+import TestSupport
 import Synthetic
 import Testing
 @testable import clipd

@@ -1,6 +1,7 @@
 import Foundation
 @testable import Pipeline
 import Postgres
+import TestSupport
 import Testing
 @testable import clipd
 
