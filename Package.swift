@@ -96,8 +96,12 @@ let package = Package(
             "Postgres", "Storage", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/PostgresWrites"),
 
-        // One test harness for every integration test: run clipd, services, waiting, fixtures.
-        .target(name: "TestSupport", dependencies: ["Executors"], path: "Tests/TestSupport"),
+        // One test harness for every integration test: repository paths, running clipd (one-shot and
+        // in the background), PostgreSQL test servers and scratch databases, polling with deadlines,
+        // quiet loggers; the TCP relay comes from Daemon.
+        .target(name: "TestSupport", dependencies: [
+            "Postgres", "Executors", "Daemon", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "DaemonIntegrationTests", dependencies: [
             "TestSupport", "Daemon", "Postgres", "Kafka", "Executors", .product(name: "Logging", package: "swift-log"),
         ]),
@@ -120,7 +124,7 @@ let package = Package(
         // The demo model: a short training run learns; the committed model still classifies.
         .testTarget(name: "DemoModelTests", dependencies: ["Pipeline", "Training", "ZeroShot", "CLIP", "Tensor", "Synthetic", "ImageIO", "CLIPTokenizer"]),
         .testTarget(name: "PostgresIntegrationTests", dependencies: [
-            "Postgres", "Storage", "Pipeline", "Training", "Daemon", "ZeroShot", "Synthetic", "CLIP", "TestSupport",
+            "Postgres", "Storage", "Pipeline", "Training", "Daemon", "ZeroShot", "Synthetic", "CLIP", "CLIPTokenizer", "Fetch", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RecordsTests", dependencies: ["Records"]),

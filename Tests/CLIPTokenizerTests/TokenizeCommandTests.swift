@@ -1,41 +1,17 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `clipd tokenize` end to end: runs the executable built beside this test bundle
-/// (`swift build --build-tests` builds it) on stdin and checks the CLI contract.
+/// (`swift build --build-tests` builds it; TestSupport finds it) on stdin and checks the CLI contract.
 final class TokenizeCommandTests: XCTestCase {
-    private func clipd() throws -> URL {
-        let url = Bundle.main.bundleURL.appendingPathComponent("clipd")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw XCTSkip("clipd executable not built next to the tests (\(url.path))")
-        }
-        return url
-    }
-
-    private func run(_ arguments: [String], stdin: String) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = try clipd()
-        process.arguments = arguments
-        let input = Pipe(), output = Pipe(), error = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
-    }
-
     func testOneJSONArrayPerLineWithTheReferenceIds() throws {
         let captions = try Fixtures.tokens().captions
         let stdin = captions.map { caption -> String in
             let data = try! JSONSerialization.data(withJSONObject: caption.text, options: [.fragmentsAllowed])
             return String(decoding: data, as: UTF8.self)
         }.joined(separator: "\n") + "\n"
-        let result = try run(["tokenize"], stdin: stdin)
+        let result = try runClipd(["tokenize"], stdin: stdin)
         XCTAssertEqual(result.status, 0, result.stderr)
         let lines = result.stdout.split(separator: "\n")
         XCTAssertEqual(lines.count, captions.count)
@@ -46,13 +22,13 @@ final class TokenizeCommandTests: XCTestCase {
     }
 
     func testContextLengthOption() throws {
-        let result = try run(["tokenize", "--context-length", "5"], stdin: "\"a photo of a cat\"\n\"\"\n")
+        let result = try runClipd(["tokenize", "--context-length", "5"], stdin: "\"a photo of a cat\"\n\"\"\n")
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(result.stdout, "[49406,320,1125,539,49407]\n[49406,49407,0,0,0]\n")
     }
 
     func testBadLineStopsWithOneLineErrorNamingIt() throws {
-        let result = try run(["tokenize", "--context-length", "4"], stdin: "\"ok\"\n{\"not\": \"a string\"}\n\"never reached\"\n")
+        let result = try runClipd(["tokenize", "--context-length", "4"], stdin: "\"ok\"\n{\"not\": \"a string\"}\n\"never reached\"\n")
         XCTAssertEqual(result.status, 1)
         XCTAssertEqual(result.stdout, "[49406,2481,49407,0]\n")
         let errorLines = result.stderr.split(separator: "\n")
@@ -61,7 +37,7 @@ final class TokenizeCommandTests: XCTestCase {
     }
 
     func testContextLengthBelowTwoIsRejected() throws {
-        let result = try run(["tokenize", "--context-length", "1"], stdin: "\"a\"\n")
+        let result = try runClipd(["tokenize", "--context-length", "1"], stdin: "\"a\"\n")
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("--context-length"), result.stderr)
         XCTAssertEqual(result.stdout, "")

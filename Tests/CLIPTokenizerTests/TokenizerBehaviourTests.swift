@@ -1,4 +1,5 @@
 import Dispatch
+import Executors
 import XCTest
 @testable import CLIPTokenizer
 
@@ -81,21 +82,14 @@ final class TokenizerBehaviourTests: XCTestCase {
     func testConcurrentUseFromManyThreadsGivesTheSameIds() throws {
         let captions = try Fixtures.tokens().captions
         let tokenizer = try CLIPTokenizer(cacheCapacity: 16)  // tiny cache: constant eviction under contention
-        let mismatches = LockedCounter()
+        let mismatches = Locked(0)
         DispatchQueue.concurrentPerform(iterations: 8) { worker in
             for round in 0..<3 {
                 for caption in captions where (caption.index + worker + round) % 2 == 0 {
-                    if tokenizer.tokenize(caption.text).ids != caption.ids { mismatches.increment() }
+                    if tokenizer.tokenize(caption.text).ids != caption.ids { mismatches.withLock { $0 += 1 } }
                 }
             }
         }
         XCTAssertEqual(mismatches.value, 0)
     }
-}
-
-final class LockedCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func increment() { lock.lock(); count += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }

@@ -1,21 +1,22 @@
 import CLIP
 import Foundation
+import TestSupport
 import XCTest
 
 final class EngineCLITests: XCTestCase {
-    let tiny = CLI.fixtures.appendingPathComponent("models/tiny")
+    let tiny = Repository.fixtures.appendingPathComponent("models/tiny")
 
     func testBLASKernelCheckPassesWithTheKernelClipdRuns() throws {
-        let r = try CLI.run(["blas-check"])
+        let r = try runClipd(["blas-check"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let j = CLI.json(r.stdout)
+        let j = jsonObject(r.stdout)
         XCTAssertEqual(j["ok"] as? Bool, true, r.stdout)
     }
 
     func testMisdetectedKernelIsReplacedByReExecution() throws {
-        let r = try CLI.run(["blas-check"], environment: ["CLIPD_BLAS_ASSUME_DETECTED": "Prescott"])
+        let r = try runClipd(["blas-check"], environment: ["CLIPD_BLAS_ASSUME_DETECTED": "Prescott"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let j = CLI.json(r.stdout)
+        let j = jsonObject(r.stdout)
         XCTAssertEqual(j["ok"] as? Bool, true)
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         if flags.contains(" avx2") {
@@ -27,16 +28,16 @@ final class EngineCLITests: XCTestCase {
     }
 
     func testUserKernelChoiceIsRespected() throws {
-        let r = try CLI.run(["blas-check"], environment: ["OPENBLAS_CORETYPE": "Haswell"])
+        let r = try runClipd(["blas-check"], environment: ["OPENBLAS_CORETYPE": "Haswell"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let j = CLI.json(r.stdout)
+        let j = jsonObject(r.stdout)
         XCTAssertEqual(j["blas_kernel_source"] as? String, "user")
         XCTAssertEqual(j["blas_kernel"] as? String, "Haswell")
     }
 
     func testEmbedMatchesReferenceInInputOrder() throws {
-        let ref = try SafeTensors.read(CLI.fixtures.appendingPathComponent("models/tiny/reference.safetensors")).tensors
-        let images = try SafeTensors.read(CLI.fixtures.appendingPathComponent("images/preprocess.safetensors")).tensors
+        let ref = try SafeTensors.read(Repository.fixtures.appendingPathComponent("models/tiny/reference.safetensors")).tensors
+        let images = try SafeTensors.read(Repository.fixtures.appendingPathComponent("images/preprocess.safetensors")).tensors
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-embed-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -46,10 +47,10 @@ final class EngineCLITests: XCTestCase {
         let tokens = ref["text_tokens"]!.floats().map { Int($0) }
         let caption3 = "[" + tokens[(3 * 77)..<(4 * 77)].map(String.init).joined(separator: ",") + "]"
         let caption0Short = "[" + tokens[0..<(0 + 10)].map(String.init).joined(separator: ",") + "]"  // zero padding implied
-        let r = try CLI.run(["embed", "--model", tiny.appendingPathComponent("openai_format.pt").path,
+        let r = try runClipd(["embed", "--model", tiny.appendingPathComponent("openai_format.pt").path,
                              "--tokens", caption3, "--pixels", pixelsFile.path, "--tokens=\(caption0Short)"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let lines = r.lines.map(CLI.json)
+        let lines = r.lines.map(jsonObject)
         XCTAssertEqual(lines.map { $0["kind"] as? String }, ["text", "image", "text"])
         let imageRef = Array(ref["image_features_normalized"]!.floats()[0..<32])
         let textRef = ref["text_features_normalized"]!.floats()
@@ -66,28 +67,28 @@ final class EngineCLITests: XCTestCase {
         let small = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-small-\(UUID().uuidString).f32")
         try Data(count: 1000).write(to: small)
         defer { try? FileManager.default.removeItem(at: small) }
-        assertCleanFailure(try CLI.run(["embed", "--model", model, "--pixels", small.path]), mentioning: ["1000 bytes", "602112"])
-        assertCleanFailure(try CLI.run(["embed", "--model", model, "--tokens", "[1, 2"]), mentioning: ["--tokens"])
-        assertCleanFailure(try CLI.run(["embed", "--model", model, "--tokens", "[99999]"]), mentioning: ["99999"])
-        assertCleanFailure(try CLI.run(["embed", "--model", "/nonexistent/model", "--tokens", "[49406, 49407]"]), mentioning: ["/nonexistent/model"])
-        assertCleanFailure(try CLI.run(["embed", "--model", model]), mentioning: ["at least one input"])
-        assertCleanFailure(try CLI.run(["bench", "--arch", "ViT-Z-99"]), mentioning: ["ViT-Z-99"])
+        assertCleanFailure(try runClipd(["embed", "--model", model, "--pixels", small.path]), mentioning: ["1000 bytes", "602112"])
+        assertCleanFailure(try runClipd(["embed", "--model", model, "--tokens", "[1, 2"]), mentioning: ["--tokens"])
+        assertCleanFailure(try runClipd(["embed", "--model", model, "--tokens", "[99999]"]), mentioning: ["99999"])
+        assertCleanFailure(try runClipd(["embed", "--model", "/nonexistent/model", "--tokens", "[49406, 49407]"]), mentioning: ["/nonexistent/model"])
+        assertCleanFailure(try runClipd(["embed", "--model", model]), mentioning: ["at least one input"])
+        assertCleanFailure(try runClipd(["bench", "--arch", "ViT-Z-99"]), mentioning: ["ViT-Z-99"])
     }
 }
 
 final class EmbedTextCLITests: XCTestCase {
     func testTextAndTextsFileUseTheTokenizerAndMatchReference() throws {
-        let ref = try SafeTensors.read(CLI.fixtures.appendingPathComponent("models/tiny/reference.safetensors")).tensors
-        let tokens = try JSONSerialization.jsonObject(with: Data(contentsOf: CLI.fixtures.appendingPathComponent("tokenizer/tokens.json"))) as! [String: Any]
+        let ref = try SafeTensors.read(Repository.fixtures.appendingPathComponent("models/tiny/reference.safetensors")).tensors
+        let tokens = try JSONSerialization.jsonObject(with: Data(contentsOf: Repository.fixtures.appendingPathComponent("tokenizer/tokens.json"))) as! [String: Any]
         let captions = (tokens["captions"] as! [[String: Any]]).map { $0["text"] as! String }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-texts-\(UUID().uuidString).jsonl")
         let lines = [captions[1], captions[26]].map { String(decoding: try! JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]), as: UTF8.self) }
         try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        let r = try CLI.run(["embed", "--model", CLI.fixtures.appendingPathComponent("models/tiny/hf").path,
+        let r = try runClipd(["embed", "--model", Repository.fixtures.appendingPathComponent("models/tiny/hf").path,
                              "--texts-file", file.path, "--text", captions[0]])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let out = r.lines.map(CLI.json)
+        let out = r.lines.map(jsonObject)
         XCTAssertEqual(out.map { $0["input"] as? String }, [captions[1], captions[26], captions[0]])
         let want = ref["text_features_normalized"]!.floats()
         for (row, index) in zip(out, [1, 26, 0]) {
@@ -97,7 +98,7 @@ final class EmbedTextCLITests: XCTestCase {
         let bad = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-bad-\(UUID().uuidString).jsonl")
         try "\"ok\"\n{not json\n".write(to: bad, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: bad) }
-        assertCleanFailure(try CLI.run(["embed", "--model", CLI.fixtures.appendingPathComponent("models/tiny/hf").path, "--texts-file", bad.path]),
+        assertCleanFailure(try runClipd(["embed", "--model", Repository.fixtures.appendingPathComponent("models/tiny/hf").path, "--texts-file", bad.path]),
                            mentioning: ["line 2"])
     }
 }

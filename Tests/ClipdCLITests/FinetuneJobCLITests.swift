@@ -1,12 +1,13 @@
 import Foundation
+import TestSupport
 import XCTest
 
 final class FinetuneJobCLITests: XCTestCase {
     func testBenchReportsEveryModeWithItsForwardOnlyBaseline() throws {
-        let r = try CLI.run(["finetune", "bench", "--arch", "tiny", "--batch", "2", "--seconds", "0.01", "--modes", "projections,lock-image,full"])
+        let r = try runClipd(["finetune", "bench", "--arch", "tiny", "--batch", "2", "--seconds", "0.01", "--modes", "projections,lock-image,full"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.lines.count, 1)
-        let report = CLI.json(r.lines[0])
+        let report = jsonObject(r.lines[0])
         XCTAssertEqual(report["arch"] as? String, "tiny")
         let modes = try XCTUnwrap(report["modes"] as? [[String: Any]])
         XCTAssertEqual(modes.map { $0["mode"] as? String }, ["projections", "lock-image", "full"])
@@ -21,22 +22,22 @@ final class FinetuneJobCLITests: XCTestCase {
     }
 
     func testBadInputFailsWithOneLine() throws {
-        assertCleanFailure(try CLI.run(["finetune", "bench", "--arch", "ViT-Z-99"]), mentioning: ["ViT-Z-99"])
-        assertCleanFailure(try CLI.run(["finetune", "schedule", "--database-url", "postgres://127.0.0.1:1/x", "--mode", "everything"]),
+        assertCleanFailure(try runClipd(["finetune", "bench", "--arch", "ViT-Z-99"]), mentioning: ["ViT-Z-99"])
+        assertCleanFailure(try runClipd(["finetune", "schedule", "--database-url", "postgres://127.0.0.1:1/x", "--mode", "everything"]),
                            mentioning: ["unknown mode everything"])
-        assertCleanFailure(try CLI.run(["finetune", "schedule", "--database-url", "postgres://127.0.0.1:1/x", "--held-out-fraction", "1.5"]),
+        assertCleanFailure(try runClipd(["finetune", "schedule", "--database-url", "postgres://127.0.0.1:1/x", "--held-out-fraction", "1.5"]),
                            mentioning: ["held_out_fraction"])
-        assertCleanFailure(try CLI.run(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x"]), mentioning: ["--canary"])
-        assertCleanFailure(try CLI.run(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", "c.json", "--alphas", "0,half"]),
+        assertCleanFailure(try runClipd(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x"]), mentioning: ["--canary"])
+        assertCleanFailure(try runClipd(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", "c.json", "--alphas", "0,half"]),
                            mentioning: ["--alphas"])
-        assertCleanFailure(try CLI.run(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", "/nonexistent/canary.json"]),
+        assertCleanFailure(try runClipd(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", "/nonexistent/canary.json"]),
                            mentioning: ["cannot read canary file"])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-canary-\(UUID().uuidString).json")
         try Data(#"{"label_set": "x", "images": []}"#.utf8).write(to: dir)
         defer { try? FileManager.default.removeItem(at: dir) }
-        assertCleanFailure(try CLI.run(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", dir.path]),
+        assertCleanFailure(try runClipd(["finetune", "run", "--database-url", "postgres://127.0.0.1:1/x", "--canary", dir.path]),
                            mentioning: ["at least one image"])
-        assertCleanFailure(try CLI.run(["finetune", "list", "--database-url", "postgres://127.0.0.1:1/x", "--status", "done"]),
+        assertCleanFailure(try runClipd(["finetune", "list", "--database-url", "postgres://127.0.0.1:1/x", "--status", "done"]),
                            mentioning: ["--status done"])
     }
 }

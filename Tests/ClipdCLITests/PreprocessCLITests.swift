@@ -1,19 +1,20 @@
 import CLIP
 import Foundation
+import TestSupport
 import XCTest
 
 /// `clipd preprocess`: the model input file and summary as a user sees them.
 final class PreprocessCLITests: XCTestCase {
-    private var images: URL { CLI.fixtures.appendingPathComponent("images") }
+    private var images: URL { Repository.fixtures.appendingPathComponent("images") }
 
     func testWritesOpenCLIPsTensorAndSummary() throws {
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("preprocess-cli-\(UUID().uuidString).bin")
         defer { try? FileManager.default.removeItem(at: output) }
-        let r = try CLI.run(["preprocess", images.appendingPathComponent("coffee_596x400_422_restart.jpg").path,
+        let r = try runClipd(["preprocess", images.appendingPathComponent("coffee_596x400_422_restart.jpg").path,
                              "--output", output.path])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.lines.count, 1)
-        let summary = CLI.json(r.lines.first ?? "")
+        let summary = jsonObject(r.lines.first ?? "")
         XCTAssertEqual(summary["source_width"] as? Int, 596)
         XCTAssertEqual(summary["resized_width"] as? Int, 333)
         XCTAssertEqual(summary["crop_left"] as? Int, 54)
@@ -36,10 +37,10 @@ final class PreprocessCLITests: XCTestCase {
         let source = images.appendingPathComponent("flower_427x640_exif6.jpg").path
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("preprocess-cli-\(UUID().uuidString).bin")
         defer { try? FileManager.default.removeItem(at: output) }
-        let upright = CLI.json(try CLI.run(["preprocess", source, "--output", output.path]).lines.first ?? "")
+        let upright = jsonObject(try runClipd(["preprocess", source, "--output", output.path]).lines.first ?? "")
         XCTAssertEqual(upright["orientation_applied"] as? Bool, true)
         XCTAssertEqual(upright["crop_left"] as? Int, 56)
-        let stored = CLI.json(try CLI.run(["preprocess", source, "--no-exif", "--output", output.path]).lines.first ?? "")
+        let stored = jsonObject(try runClipd(["preprocess", source, "--no-exif", "--output", output.path]).lines.first ?? "")
         XCTAssertEqual(stored["orientation_applied"] as? Bool, false)
         XCTAssertEqual(stored["crop_top"] as? Int, 56)
     }
@@ -50,12 +51,12 @@ final class PreprocessCLITests: XCTestCase {
         for (file, errorClass) in [("bad/truncated_half.jpg", "truncated"), ("bad/animated.gif", "unsupported_format"),
                                    ("bad/bomb_60000x60000.jpg", "too_large"), ("bad/empty.jpg", "empty"),
                                    ("bad/random_bytes.jpg", "corrupt")] {
-            assertCleanFailure(try CLI.run(["preprocess", images.appendingPathComponent(file).path, "--output", output.path]),
+            assertCleanFailure(try runClipd(["preprocess", images.appendingPathComponent(file).path, "--output", output.path]),
                                mentioning: [errorClass])
             XCTAssertFalse(FileManager.default.fileExists(atPath: output.path), "nothing is written for \(file)")
         }
-        assertCleanFailure(try CLI.run(["preprocess", images.appendingPathComponent("chelsea_16x16.jpg").path]),
+        assertCleanFailure(try runClipd(["preprocess", images.appendingPathComponent("chelsea_16x16.jpg").path]),
                            mentioning: ["--output"])
-        assertCleanFailure(try CLI.run(["preprocess", "/nonexistent.jpg", "--output", output.path]), mentioning: ["cannot read"])
+        assertCleanFailure(try runClipd(["preprocess", "/nonexistent.jpg", "--output", output.path]), mentioning: ["cannot read"])
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `clipd synth`: the synthetic scenes as JPEG files and stream records.
@@ -9,14 +10,14 @@ final class SynthCLITests: XCTestCase {
 
     private func records(in directory: URL) throws -> [[String: Any]] {
         try String(contentsOf: directory.appendingPathComponent("records.jsonl"), encoding: .utf8)
-            .split(separator: "\n").map { CLI.json(String($0)) }
+            .split(separator: "\n").map { jsonObject(String($0)) }
     }
 
     func testWritesJPEGsAndRecordsDeterministically() throws {
         let first = temporaryDirectory(), second = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: first); try? FileManager.default.removeItem(at: second) }
         for directory in [first, second] {
-            let r = try CLI.run(["synth", "--output", directory.path, "--side", "32", "--split", "heldout", "--sample", "5"])
+            let r = try runClipd(["synth", "--output", directory.path, "--side", "32", "--split", "heldout", "--sample", "5"])
             XCTAssertEqual(r.status, 0, r.stderr)
         }
         let lines = try records(in: first)
@@ -43,13 +44,13 @@ final class SynthCLITests: XCTestCase {
     func testURLPrefixAndSplits() throws {
         let directory = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        var r = try CLI.run(["synth", "--output", directory.path, "--side", "16", "--split", "train", "--url-prefix", "http://127.0.0.1:8080/samples"])
+        var r = try runClipd(["synth", "--output", directory.path, "--side", "16", "--split", "train", "--url-prefix", "http://127.0.0.1:8080/samples"])
         XCTAssertEqual(r.status, 0, r.stderr)
         var lines = try records(in: directory)
         XCTAssertEqual(lines.count, 180)
         XCTAssertTrue(lines.allSatisfy { ($0["image_url"] as? String)?.hasPrefix("http://127.0.0.1:8080/samples/") == true })
         XCTAssertTrue(lines.allSatisfy { ($0["metadata"] as? [String: Any])?["held_out"] as? Bool == false })
-        r = try CLI.run(["synth", "--output", directory.path, "--side", "16", "--variants", "2", "--split", "all", "--sample", "30"])
+        r = try runClipd(["synth", "--output", directory.path, "--side", "16", "--variants", "2", "--split", "all", "--sample", "30"])
         XCTAssertEqual(r.status, 0, r.stderr)
         lines = try records(in: directory)
         XCTAssertEqual(lines.count, 30)
@@ -57,14 +58,14 @@ final class SynthCLITests: XCTestCase {
     }
 
     func testBadOptionsFailCleanly() throws {
-        assertCleanFailure(try CLI.run(["synth", "--output", temporaryDirectory().path, "--side", "2"]), mentioning: ["--side"])
-        assertCleanFailure(try CLI.run(["synth", "--output", temporaryDirectory().path, "--split", "everything"]), mentioning: ["split"])
-        assertCleanFailure(try CLI.run(["synth", "--output", "/proc/clipd-synth-cannot-write"]), mentioning: ["cannot"])
+        assertCleanFailure(try runClipd(["synth", "--output", temporaryDirectory().path, "--side", "2"]), mentioning: ["--side"])
+        assertCleanFailure(try runClipd(["synth", "--output", temporaryDirectory().path, "--split", "everything"]), mentioning: ["split"])
+        assertCleanFailure(try runClipd(["synth", "--output", "/proc/clipd-synth-cannot-write"]), mentioning: ["cannot"])
     }
 
     func testTrainShapesRefusesBadOptions() throws {
-        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--steps", "0"]), mentioning: ["--steps"])
-        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--partial-captions", "1.5"]), mentioning: ["--partial-captions"])
-        assertCleanFailure(try CLI.run(["finetune", "train-shapes", "--vision-width", "30"]), mentioning: ["architecture"])
+        assertCleanFailure(try runClipd(["finetune", "train-shapes", "--steps", "0"]), mentioning: ["--steps"])
+        assertCleanFailure(try runClipd(["finetune", "train-shapes", "--partial-captions", "1.5"]), mentioning: ["--partial-captions"])
+        assertCleanFailure(try runClipd(["finetune", "train-shapes", "--vision-width", "30"]), mentioning: ["architecture"])
     }
 }

@@ -1,70 +1,65 @@
+import Daemon
 import Foundation
 import Kafka
 import Logging
 import Postgres
 import TestSupport
-import Daemon
 import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A scratch PostgreSQL database, a dev broker and helpers to run `clipd` daemons against them.
+/// The database, the processes and the relay are TestSupport's; what is here is the daemon's setup.
 final class DaemonHarness: @unchecked Sendable {
-    let topic = "records"
+    static let topicName = "records"
+    let topic = DaemonHarness.topicName
+    /// The scratch database on the plain test server (CLIPD_TEST_DATABASE_URL).
+    let database: ScratchDatabase
+    /// The URL daemons get: the scratch database, through the relay when there is one.
     let databaseURL: String
-    let adminURL: String
-    let databaseName: String
+    var adminURL: String { database.adminURL }
+    var databaseName: String { database.name }
     let broker: BackgroundProcess
     let brokers: String
     var relay: TCPRelay?
     var daemons: [BackgroundProcess] = []
-    let logger: Logger = {
-        var l = Logger(label: "daemon-tests")
-        l.logLevel = .warning
-        return l
-    }()
+    let logger = makeTestLogger("daemon-tests")
 
-    static var serverURL: String? {
-        let v = ProcessInfo.processInfo.environment["CLIPD_TEST_DATABASE_URL"]
-        return v?.isEmpty == false ? v : nil
-    }
-
-    static var mustRun: Bool {
-        let e = ProcessInfo.processInfo.environment
-        return ["true", "1"].contains(e["CI"]?.lowercased() ?? "") || e["CLIPD_REQUIRE_TEST_SERVERS"] == "1"
-    }
-
-    /// Creates the database (migrated, with a `default` label set) and starts the broker.
+    /// Creates the database (migrated by `clipd migrate`, with a `default` label set) and starts the broker.
+    /// Without CLIPD_TEST_DATABASE_URL the test is skipped, or fails in CI (`TestServer.mustRun`).
     init(partitions: Int = 4, viaRelay: Bool = false) async throws {
-        guard let server = Self.serverURL else {
-            if Self.mustRun { throw TCPRelayError("CLIPD_TEST_DATABASE_URL is not set; run the tests through Deploy/dev/test.sh") }
-            throw XCTSkip("CLIPD_TEST_DATABASE_URL is not set")
-        }
-        adminURL = server
-        databaseName = "clipd_daemon_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
-        let admin = try await PostgresConnection.connect(configuration: Self.quick(server), logger: logger)
-        try await admin.query("CREATE DATABASE \(identifier: databaseName)")
-        await admin.close()
-        var components = URLComponents(string: server)!
-        components.path = "/" + databaseName
-        let direct = components.string!
-        if viaRelay {
-            let relay = try TCPRelay(upstreamPort: UInt16(components.port ?? 5432))
-            try relay.start()
+        _ = try TestServer.plain.urlOrSkip()
+        let database = try await ScratchDatabase.create(on: .plain, prefix: "clipd_daemon_")
+        var relay: TCPRelay?
+        do {
+            var components = URLComponents(string: database.url)!
+            if viaRelay {
+                let started = try TCPRelay(upstreamPort: UInt16(components.port ?? 5432))
+                try started.start()
+                relay = started
+                components.port = Int(started.port)
+            }
+            try database.migrateWithClipd()
+            let labels = try runClipd(["labels", "put", "--database-url", database.url, "default", "--templates", "simple",
+                                       "cat", "dog", "astronaut", "rocket", "coffee", "flower"], timeout: 120)
+            guard labels.status == 0 else { throw TestSetupError("labels put failed: \(labels.stderr)") }
+            let broker = try BackgroundProcess(["dev-broker", "--partitions", "\(partitions)", "--topic", Self.topicName, "--topic", "\(Self.topicName).dlq",
+                                                "--stdin-commands"], name: "broker")
+            guard let bootstrap = broker.firstLine() else {
+                broker.stop()
+                throw TestSetupError("dev broker did not start: \(broker.stderr)")
+            }
+            self.database = database
+            self.databaseURL = components.string!
             self.relay = relay
-            components.port = Int(relay.port)
+            self.broker = broker
+            self.brokers = bootstrap
+        } catch {
+            relay?.stop()
+            try? await database.drop()
+            throw error
         }
-        databaseURL = components.string!
-        let migrate = try runClipd(["migrate", "--database-url", direct])
-        guard migrate.status == 0 else { throw TCPRelayError("migrate failed: \(migrate.stderr)") }
-        let labels = try runClipd(["labels", "put", "--database-url", direct, "default", "--templates", "simple",
-                                   "cat", "dog", "astronaut", "rocket", "coffee", "flower"])
-        guard labels.status == 0 else { throw TCPRelayError("labels put failed: \(labels.stderr)") }
-        broker = try BackgroundProcess(["dev-broker", "--partitions", "\(partitions)", "--topic", topic, "--topic", "\(topic).dlq",
-                                        "--stdin-commands"], name: "broker")
-        guard let bootstrap = broker.firstLine() else { throw TCPRelayError("dev broker did not start: \(broker.stderr)") }
-        brokers = bootstrap
     }
 
     static func quick(_ url: String) -> PostgresConfiguration {
@@ -76,10 +71,7 @@ final class DaemonHarness: @unchecked Sendable {
         for d in daemons { d.stop() }
         broker.stop()
         relay?.stop()
-        if let admin = try? await PostgresConnection.connect(configuration: Self.quick(adminURL), logger: logger) {
-            _ = try? await admin.query("DROP DATABASE IF EXISTS \(identifier: databaseName) WITH (FORCE)")
-            await admin.close()
-        }
+        try? await database.drop()
     }
 
     // MARK: records
@@ -115,7 +107,7 @@ final class DaemonHarness: @unchecked Sendable {
         let results = await producer.send(values.map { KafkaProducerMessage(topic: topic, key: $0.key.map { Array($0.utf8) }, value: Array($0.value.utf8)) })
         await producer.shutdown()
         let failures = results.filter { if case .failure = $0 { return true } else { return false } }
-        guard failures.isEmpty else { throw TCPRelayError("\(failures.count) messages not delivered: \(failures.first!)") }
+        guard failures.isEmpty else { throw TestSetupError("\(failures.count) messages not delivered: \(failures.first!)") }
     }
 
     // MARK: daemons
@@ -158,16 +150,6 @@ final class DaemonHarness: @unchecked Sendable {
         for row in try await connection.query(query) { out[try row.decode(String.self, at: 0)] = Int(try row.decode(Int64.self, at: 1)) }
         await connection.close()
         return out
-    }
-
-    /// Waits until `done` or the deadline; returns whether it became true.
-    func waitUntil(timeout: Double, _ done: () async throws -> Bool) async throws -> Bool {
-        let end = Date().addingTimeInterval(timeout)
-        while Date() < end {
-            if try await done() { return true }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        return try await done()
     }
 
     var daemonLogs: String { daemons.enumerated().map { "--- daemon \($0.offset)\n" + String($0.element.stderr.suffix(4000)) }.joined(separator: "\n") }

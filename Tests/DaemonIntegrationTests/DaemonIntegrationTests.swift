@@ -70,7 +70,7 @@ final class DaemonIntegrationTests: XCTestCase {
             let daemon = try h.startDaemon()
             let before = try await h.count("SELECT count(*) FROM records")
             let target = before + Int.random(in: 20...120, using: &rng)
-            _ = try await h.waitUntil(timeout: 90) { try await h.count("SELECT count(*) FROM records") >= target }
+            _ = try await eventually(timeout: .seconds(90), interval: .milliseconds(200)) { try await h.count("SELECT count(*) FROM records") >= target }
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...400, using: &rng)))
             daemon.signal(SIGKILL)
             XCTAssertNotNil(daemon.wait(timeout: 10), "round \(round)")
@@ -87,7 +87,7 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(400))
         let daemon = try h.startDaemon()
-        let reached40 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 40 }
+        let reached40 = try await eventually(timeout: .seconds(120), interval: .milliseconds(200)) { try await h.count("SELECT count(*) FROM records") >= 40 }
 
         XCTAssertTrue(reached40, h.daemonLogs)
         daemon.signal(SIGTERM)
@@ -125,7 +125,7 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(600))
         let daemon = try h.startDaemon(extra: ["--stop-when-idle", "6"])
-        let reached60 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 60 }
+        let reached60 = try await eventually(timeout: .seconds(120), interval: .milliseconds(200)) { try await h.count("SELECT count(*) FROM records") >= 60 }
 
         XCTAssertTrue(reached60, h.daemonLogs)
         h.broker.write("broker-down 1")
@@ -140,7 +140,7 @@ final class DaemonIntegrationTests: XCTestCase {
         let h = harness!
         try await h.produce(goodRecords(500))
         let daemon = try h.startDaemon(extra: ["--stop-when-idle", "6"])
-        let reached50 = try await h.waitUntil(timeout: 120) { try await h.count("SELECT count(*) FROM records") >= 50 }
+        let reached50 = try await eventually(timeout: .seconds(120), interval: .milliseconds(200)) { try await h.count("SELECT count(*) FROM records") >= 50 }
 
         XCTAssertTrue(reached50, h.daemonLogs)
         h.relay!.setOutage(true)

@@ -1,89 +1,14 @@
+import Executors
 import Foundation
 import Kafka
+import TestSupport
 import Testing
 
 /// `clipd dev-broker` and `clipd publish` as separate processes, with this test process's
 /// consumers in one group: the Kafka protocol crossing process boundaries, as the daemon uses it.
+/// The processes are TestSupport's `BackgroundProcess`es of the built clipd.
 extension KafkaIntegration {
     @Suite struct DevBrokerProcessTests {
-        static let repositoryRoot = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-        /// The clipd executable `swift build` made next to this test bundle (or CLIPD_BINARY).
-        static func clipdBinary() throws -> URL {
-            if let path = ProcessInfo.processInfo.environment["CLIPD_BINARY"] { return URL(fileURLWithPath: path) }
-            // The test runner lives in the build folder next to the products, whatever --scratch-path was.
-            let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            let candidates = [runner.appendingPathComponent("clipd"),
-                              runner.deletingLastPathComponent().appendingPathComponent("clipd"),
-                              repositoryRoot.appendingPathComponent(".build/debug/clipd")]
-            guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-                throw MissingExecutable(searched: candidates.map(\.path))
-            }
-            return found
-        }
-
-        struct MissingExecutable: Error, CustomStringConvertible {
-            let searched: [String]
-            var description: String { "no built clipd executable (run `swift build` first or set CLIPD_BINARY); looked at \(searched)" }
-        }
-
-        /// A child process whose stdout and stderr are collected as they arrive.
-        final class Child: Sendable {
-            let process: Process
-            let output = Locked(Data())
-            let errors = Locked(Data())
-
-            private let commandPipe: Pipe?
-
-            init(_ arguments: [String], stdin: Data? = nil, acceptsCommands: Bool = false) throws {
-                commandPipe = acceptsCommands ? Pipe() : nil
-                process = Process()
-                process.executableURL = try DevBrokerProcessTests.clipdBinary()
-                process.arguments = arguments
-                let stdoutPipe = Pipe(), stderrPipe = Pipe()
-                process.standardOutput = stdoutPipe
-                process.standardError = stderrPipe
-                let output = output, errors = errors
-                stdoutPipe.fileHandleForReading.readabilityHandler = { handle in
-                    let data = handle.availableData
-                    output.withLock { $0.append(data) }
-                }
-                stderrPipe.fileHandleForReading.readabilityHandler = { handle in
-                    let data = handle.availableData
-                    errors.withLock { $0.append(data) }
-                }
-                if let commandPipe {
-                    process.standardInput = commandPipe
-                    try process.run()
-                } else if let stdin {
-                    let stdinPipe = Pipe()
-                    process.standardInput = stdinPipe
-                    try process.run()
-                    stdinPipe.fileHandleForWriting.write(stdin)
-                    try stdinPipe.fileHandleForWriting.close()
-                } else {
-                    try process.run()
-                }
-            }
-
-            /// Writes one command line and waits for its one-line reply.
-            func command(_ line: String) async throws -> String {
-                let before = stdout.split(separator: "\n").count
-                commandPipe?.fileHandleForWriting.write(Data("\(line)\n".utf8))
-                try await waitUntil("a reply to \(line)") { self.stdout.split(separator: "\n").count > before }
-                return String(stdout.split(separator: "\n")[before])
-            }
-
-            var stdout: String { output.withLock { String(decoding: $0, as: UTF8.self) } }
-            var stderr: String { errors.withLock { String(decoding: $0, as: UTF8.self) } }
-
-            func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
-                try await waitUntil("clipd \(process.arguments?.first ?? "") to exit", timeout: timeout) { !self.process.isRunning }
-                return process.terminationStatus
-            }
-        }
-
         static func freePort() throws -> Int {
             let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             defer { close(probe) }
@@ -99,7 +24,7 @@ extension KafkaIntegration {
 
         @Test func consumersInAGroupShareADevBrokerAndPublishFeedsIt() async throws {
             let port = try Self.freePort()
-            let broker = try Child(["dev-broker", "--port", String(port), "--brokers", "2", "--partitions", "4", "--topic", "xp"])
+            let broker = try BackgroundProcess(["dev-broker", "--port", String(port), "--brokers", "2", "--partitions", "4", "--topic", "xp"])
             try await waitUntil("the bootstrap address line") { broker.stdout.contains("\n") }
             let bootstrap = String(broker.stdout.prefix { $0 != "\n" })
             #expect(bootstrap == "127.0.0.1:\(port)")
@@ -119,7 +44,7 @@ extension KafkaIntegration {
             var lines = (0..<100).map { #"{"id": "r\#($0)", "image_url": "https://example.com/\#($0).jpg"}"# }
             lines.insert(#"{"image_url": "gopher://example.com/x"}"#, at: 10)
             lines.insert(#"{"id": 5, "image_url": "https://example.com/x.jpg"}"#, at: 50)
-            let publish = try Child(["publish", "--brokers", bootstrap, "--topic", "xp", "-"], stdin: Data(lines.joined(separator: "\n").utf8))
+            let publish = try BackgroundProcess(["publish", "--brokers", bootstrap, "--topic", "xp", "-"], stdin: Data(lines.joined(separator: "\n").utf8))
             #expect(try await publish.waitForExit() == 1)
             #expect(publish.stdout == "{\"delivered\":100,\"invalid\":2}\n")
             #expect(publish.stderr.contains("line 11: image_url: scheme \"gopher\" is not supported"))
@@ -141,8 +66,7 @@ extension KafkaIntegration {
         }
 
         @Test func faultsInjectedThroughStdinDelayButLoseNothing() async throws {
-            let broker = try Child(["dev-broker", "--brokers", "2", "--partitions", "2", "--topic", "faults", "--stdin-commands"],
-                                   acceptsCommands: true)
+            let broker = try BackgroundProcess(["dev-broker", "--brokers", "2", "--partitions", "2", "--topic", "faults", "--stdin-commands"])
             try await waitUntil("the bootstrap address line") { broker.stdout.contains("\n") }
             let bootstrap = String(broker.stdout.prefix { $0 != "\n" })
             #expect(try await broker.command("leader faults 0 1") == "ok")
@@ -178,7 +102,7 @@ extension KafkaIntegration {
         }
 
         @Test func devBrokerRejectsBadArgumentsWithOneClearLine() async throws {
-            let child = try Child(["dev-broker", "--brokers", "0"])
+            let child = try BackgroundProcess(["dev-broker", "--brokers", "0"])
             #expect(try await child.waitForExit() != 0)
             #expect(child.stderr.contains("--brokers must be at least 1"))
         }

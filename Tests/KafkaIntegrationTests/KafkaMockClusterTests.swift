@@ -1,7 +1,9 @@
+import Executors
 import Foundation
 import Kafka
 import Logging
 import Records
+import TestSupport
 import Testing
 
 /// All Kafka integration tests run one at a time: each starts its own cluster, but group joins

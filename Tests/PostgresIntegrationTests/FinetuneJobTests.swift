@@ -5,6 +5,7 @@ import Logging
 import Pipeline
 import Postgres
 import Storage
+import TestSupport
 import Synthetic
 import Testing
 import Training

@@ -1,6 +1,7 @@
 import Foundation
 import Postgres
 import Storage
+import TestSupport
 import Testing
 
 @Suite("Migrations", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL / CLIPD_TEST_PGVECTOR_DATABASE_URL (Deploy/dev/test.sh does)"))

@@ -2,6 +2,7 @@ import Foundation
 @testable import Pipeline
 import Postgres
 import Storage
+import TestSupport
 import Testing
 @testable import ZeroShot
 

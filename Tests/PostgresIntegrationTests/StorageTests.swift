@@ -1,6 +1,7 @@
 import Foundation
 import Postgres
 import Storage
+import TestSupport
 import Testing
 import Training
 

@@ -1,29 +1,13 @@
+import Executors
 import Foundation
 import Kafka
 import Logging
+import TestSupport
 import Testing
 
 /// Quiet by default: librdkafka reports every refused connection of a stopped mock broker as an
 /// error. KAFKA_TEST_LOG_LEVEL=debug (or info, warning, ...) shows them.
-let testLogger: Logger = {
-    var logger = Logger(label: "kafka-test")
-    logger.logLevel = ProcessInfo.processInfo.environment["KAFKA_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-    return logger
-}()
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
-
-/// Polls `condition` until it holds or the deadline passes (then the test fails with `what`).
-func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        if ContinuousClock.now >= deadline { throw TimedOut(what: what) }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
+let testLogger = makeTestLogger("kafka-test", level: .critical, levelVariable: "KAFKA_TEST_LOG_LEVEL")
 
 /// Group settings short enough that joins and rebalances take a few seconds on the mock cluster
 /// (it waits up to about the session timeout for members to rejoin).
@@ -179,17 +163,5 @@ final class TestConsumer: Sendable {
     func stop() async {
         consumer.shutdown()
         for task in tasks.withLock({ $0 }) { await task.value }
-    }
-}
-
-/// A test-local lock (the module's own is internal).
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
     }
 }
