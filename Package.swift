@@ -56,7 +56,7 @@ let package = Package(
         // The stream: record parsing, image loading, batching, encoding, tagging, writing, offsets —
         // talking to Kafka and PostgreSQL through small protocols.
         .target(name: "Pipeline", dependencies: [
-            "CLIP", "Tensor", "CLIPTokenizer", "ImageIO", "Fetch", "Records", "ZeroShot", "Executors",
+            "CLIP", "Tensor", "ImageIO", "Fetch", "Records", "ZeroShot", "Executors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
@@ -67,17 +67,13 @@ let package = Package(
         ]),
         // Every SQL statement about clipd's tables: the pipeline's and the job's stores, model
         // versions, label sets, search, migrations.
-        .target(name: "Storage", dependencies: [
-            "Postgres", "Pipeline", "Training", "ZeroShot", "CLIP",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(name: "Storage", dependencies: ["Postgres", "Pipeline", "Training", "ZeroShot", "CLIP"]),
         // The daemon's services and their wiring: consumer, pipeline, fine-tune job, notifications,
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
         .target(name: "Daemon", dependencies: [
-            "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "ImageIO", "CLIP", "CLIPTokenizer",
-            "Tensor", "ZeroShot", "Executors",
+            "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "CLIP", "CLIPTokenizer",
+            "Tensor", "Executors",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The command line: flags, config layering, logging and metrics bootstrap.
@@ -87,7 +83,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
 
@@ -98,24 +93,24 @@ let package = Package(
 
         // One test harness for every integration test: repository paths, running clipd (one-shot and
         // in the background), PostgreSQL test servers and scratch databases, polling with deadlines,
-        // quiet loggers; the TCP relay comes from Daemon.
+        // quiet loggers. (The TCP relay the tests use is Daemon's `TCPRelay`.)
         .target(name: "TestSupport", dependencies: [
-            "Postgres", "Executors", "Daemon", .product(name: "Logging", package: "swift-log"),
+            "Postgres", "Executors", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "DaemonIntegrationTests", dependencies: [
-            "TestSupport", "Daemon", "Postgres", "Kafka", "Executors", .product(name: "Logging", package: "swift-log"),
+            "TestSupport", "Daemon", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "ExecutorsTests", dependencies: ["Executors"]),
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "CLIPTests", dependencies: ["CLIP", "Tensor"]),
         .testTarget(name: "ClipdCLITests", dependencies: ["CLIP", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Tensor", "Records", "Fetch", "ImageIO", "ZeroShot"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "CLIP", "Records", "Fetch", "ImageIO", "ZeroShot"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Pipeline", "CLIP", "Tensor", "ZeroShot"]),
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "Executors", "TestSupport"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
         // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Pipeline", "Storage"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),

@@ -1,4 +1,5 @@
 import CLIP
+import Executors
 import Foundation
 import Logging
 import Pipeline
@@ -49,7 +50,7 @@ public struct ModelRegistry: Sendable {
     /// Loads `path` when given, else the active version's checkpoint.
     public func load(path: String?, activateIfNone: Bool = true) async throws -> StreamPipeline.LoadedModel {
         if let path {
-            let model = CLIPModel(checkpoint: try Self.checkpoint(path))
+            let model = CLIPModel(checkpoint: try await Self.checkpoint(path))
             let version = try await version(forCheckpoint: path, config: model.config, activateIfNone: activateIfNone)
             return .init(model: model, version: version)
         }
@@ -63,16 +64,19 @@ public struct ModelRegistry: Sendable {
         guard let path = version.checkpointPath else {
             throw DaemonError("model version \(version.id) (\(version.name)) has no checkpoint_uri")
         }
-        let model = CLIPModel(checkpoint: try Self.checkpoint(path))
+        let model = CLIPModel(checkpoint: try await Self.checkpoint(path))
         guard model.config.embedDim == version.embeddingDimension else {
             throw DaemonError("checkpoint \(path) has embedding dimension \(model.config.embedDim), model version \(version.id) says \(version.embeddingDimension)")
         }
         return .init(model: model, version: version.ref)
     }
 
+    /// Checkpoints are read and parsed on a thread of their own, never on Swift's cooperative pool.
+    private static let loader = WorkerPool(name: "clipd-checkpoint", width: 1)
+
     /// Reads a checkpoint; a broken one is an error naming the file.
-    static func checkpoint(_ path: String) throws -> LoadedCheckpoint {
-        do { return try CheckpointLoader.load(path: path) } catch let error as CLIPError {
+    static func checkpoint(_ path: String) async throws -> LoadedCheckpoint {
+        do { return try await loader.run { try CheckpointLoader.load(path: path) } } catch let error as CLIPError {
             throw DaemonError("cannot load model \(path): \(error.message)")
         }
     }

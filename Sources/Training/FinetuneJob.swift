@@ -190,19 +190,20 @@ public struct FinetuneJob: Sendable {
 
     private func encode(_ records: [CaptionedRecord], config: CLIPConfig, images: TrainingImageSource,
                         skipped: inout Int) async throws -> [EncodedPair] {
-        let tokenize = self.tokenize
+        let tokenize = self.tokenize, contextLength = config.contextLength
+        // Captions are tokenized on the job's own thread, not on Swift's cooperative pool.
+        let captions = records.map(\.caption)
+        let tokens = await executor.run { captions.map { caption in Result { try tokenize(caption, contextLength) } } }
         let loaded = await load(records.map(\.imageURL), from: images)
         var out: [EncodedPair] = []
-        for (record, result) in zip(records, loaded) {
-            switch result {
-            case .success(let pixels):
-                do {
-                    out.append(EncodedPair(id: record.id, pixels: pixels, tokens: try tokenize(record.caption, config.contextLength)))
-                } catch {
-                    skipped += 1
-                    logger.warning("fine-tune: skipping record \(record.id): caption: \(error)")
-                }
-            case .failure(let error):
+        for ((record, result), tokenized) in zip(zip(records, loaded), tokens) {
+            switch (result, tokenized) {
+            case (.success(let pixels), .success(let ids)):
+                out.append(EncodedPair(id: record.id, pixels: pixels, tokens: ids))
+            case (.success, .failure(let error)):
+                skipped += 1
+                logger.warning("fine-tune: skipping record \(record.id): caption: \(error)")
+            case (.failure(let error), _):
                 skipped += 1
                 logger.warning("fine-tune: skipping record \(record.id): \(error)")
             }

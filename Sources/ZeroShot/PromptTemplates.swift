@@ -3,8 +3,8 @@ import Foundation
 /// Prompt templates for zero-shot classification: each `{}` is replaced by a label, the label's
 /// text embedding is the normalised mean over its prompts (CLIP's prompt ensembling).
 ///
-/// This tiny module has no dependencies so that the CLI (`clipd classify`, `clipd labels put`)
-/// and the pipeline's tagger share one definition without either importing the other.
+/// The CLI (`clipd classify`, `clipd labels put`), the pipeline's tagger and the fine-tune job's
+/// canary share this one definition.
 public enum PromptTemplates {
     /// The 80 ImageNet prompts from OpenAI's CLIP paper ("Prompt Engineering for ImageNet").
     public static let openAIImageNet: [String] = [

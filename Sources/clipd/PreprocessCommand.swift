@@ -84,7 +84,9 @@ struct PreprocessCommand: ParsableCommand {
             return [UInt8](data)
         }
         if let benchSeconds {
-            try benchmark(preprocessor, inputs: inputs, seconds: benchSeconds)
+            let r = try PreprocessBenchmark.run(preprocessor, inputs: inputs, seconds: benchSeconds)
+            print("{\"images\":\(r.images),\"seconds\":\(r.seconds),\"cpu_seconds\":\(r.cpuSeconds),\"images_per_second\":\(Double(r.images) / r.seconds),"
+                + "\"images_per_cpu_second\":\(Double(r.images) / r.cpuSeconds),\"dct_downscale\":\"\(dctPolicy.rawValue)\",\"checksum\":\(r.checksum)}")
             return
         }
         let (tensor, summary) = try preprocessor.preprocess(inputs[0])
@@ -99,37 +101,6 @@ struct PreprocessCommand: ParsableCommand {
             throw FileError(description: "cannot write \(output!): \(error.localizedDescription)")
         }
         print(Self.json(summary, image: images[0], output: output!))
-    }
-
-    /// Hidden timing mode for Benchmarks/preprocess.sh: decode + preprocess the in-memory
-    /// inputs round-robin on this one thread.
-    private func benchmark(_ preprocessor: Preprocessor, inputs: [[UInt8]], seconds: Double) throws {
-        var output = [Float](repeating: 0, count: preprocessor.outputCount)
-        var count = 0
-        var checksum: Float = 0
-        let cpuStart = Self.processCPUSeconds()
-        let start = DispatchTime.now().uptimeNanoseconds
-        var elapsed = 0.0
-        repeat {
-            for input in inputs {
-                _ = try input.withUnsafeBytes { bytes in
-                    try output.withUnsafeMutableBufferPointer { try preprocessor.preprocess(bytes, into: $0) }
-                }
-                checksum += output[count % output.count]
-                count += 1
-            }
-            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        } while elapsed < seconds
-        let cpu = Self.processCPUSeconds() - cpuStart
-        print("{\"images\":\(count),\"seconds\":\(elapsed),\"cpu_seconds\":\(cpu),\"images_per_second\":\(Double(count) / elapsed),"
-            + "\"images_per_cpu_second\":\(Double(count) / cpu),\"dct_downscale\":\"\(dctPolicy.rawValue)\",\"checksum\":\(checksum)}")
-    }
-
-    /// CPU time of this process: unlike wall time, not inflated by other processes on a shared machine.
-    static func processCPUSeconds() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
     static func json(_ summary: PreprocessSummary, image: String, output: String) -> String {

@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import ImageIO
 import Synthetic
+import Training
 import Tensor
 
 struct SynthCommand: ParsableCommand {
     enum Split: String, ExpressibleByArgument, CaseIterable {
+        var samplesSplit: ShapeSamples.Split { ShapeSamples.Split(rawValue: rawValue)! }
         case train, heldout, all
     }
 
@@ -41,27 +43,19 @@ struct SynthCommand: ParsableCommand {
             throw CommandFailure("cannot create \(directory.path): \(error.localizedDescription)")
         }
         let prefix = urlPrefix ?? directory.absoluteString
-        let entries = SynthCommand.entries(split: split, variants: variants, sample: sample)
+        let entries = ShapeSamples.entries(split: split.samplesSplit, variants: variants, sample: sample)
         var lines: [String] = []
         for entry in entries {
             let scene = entry.scene
-            let id = "\(scene.colour.rawValue)-\(scene.shape.rawValue)-\(scene.size.rawValue)-\(scene.position.rawValue)-\(entry.variant)"
-            let name = id + ".jpg"
+            let name = ShapeSamples.fileName(scene, variant: entry.variant)
             let bytes = try JPEGEncoder.encode(rgb: scene.render(side: side, variant: entry.variant, grainy: true), width: side, height: side, quality: jpegQuality)
             do {
                 try Data(bytes).write(to: directory.appendingPathComponent(name))
             } catch {
                 throw CommandFailure("cannot write \(name): \(error.localizedDescription)")
             }
-            let record: [String: Any] = [
-                "id": "shape-" + id,
-                "image_url": prefix.hasSuffix("/") || prefix.isEmpty ? prefix + name : prefix + "/" + name,
-                "caption": scene.caption,
-                "metadata": ["colour": scene.colour.rawValue, "shape": scene.shape.rawValue, "size": scene.size.rawValue,
-                             "position": scene.position.rawValue, "variant": entry.variant, "held_out": scene.isHeldOut] as [String: Any],
-            ]
-            let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes])
-            lines.append(String(decoding: data, as: UTF8.self))
+            lines.append(try ShapeSamples.recordJSON(scene, variant: entry.variant,
+                                                     imageURL: prefix.hasSuffix("/") || prefix.isEmpty ? prefix + name : prefix + "/" + name))
         }
         let records = directory.appendingPathComponent("records.jsonl")
         do {
@@ -70,24 +64,5 @@ struct SynthCommand: ParsableCommand {
             throw CommandFailure("cannot write \(records.path): \(error.localizedDescription)")
         }
         printLine("wrote \(entries.count) images and \(records.path)")
-    }
-
-    /// The scenes and variants of a split, in a fixed order; with `sample`, every k-th of them.
-    static func entries(split: Split, variants: Int, sample: Int?) -> [(scene: ShapeScene, variant: UInt64)] {
-        let scenes = ShapeScene.all.filter {
-            switch split {
-            case .train: !$0.isHeldOut
-            case .heldout: $0.isHeldOut
-            case .all: true
-            }
-        }
-        var all: [(ShapeScene, UInt64)] = []
-        for scene in scenes { for v in 0..<variants { all.append((scene, UInt64(v))) } }
-        guard let sample, sample < all.count else { return all }
-        // A seeded shuffle mixes shapes, colours, sizes and positions (evenly spaced picks
-        // would follow the scene order's periods); the picks keep the scene order.
-        var rng = SeededGenerator(seed: 42)
-        let picked = Array(all.indices).shuffled(using: &rng).prefix(sample).sorted()
-        return picked.map { all[$0] }
     }
 }

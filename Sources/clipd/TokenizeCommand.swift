@@ -39,7 +39,7 @@ struct TokenizeCommand: ParsableCommand {
             var captions = [String]()
             while let (number, line) = input.next() { captions.append(try Self.parseCaption(line, lineNumber: number)) }
             guard !captions.isEmpty else { throw ValidationError("--bench-seconds needs captions on stdin") }
-            print(Self.benchmark(tokenizer, captions, contextLength: contextLength, seconds: seconds))
+            print(tokenizer.benchmark(captions, contextLength: contextLength, seconds: seconds))
             return
         }
         var output = FileHandleBuffer()
@@ -67,23 +67,6 @@ struct TokenizeCommand: ParsableCommand {
             throw TokenizeInputError(description: "line \(lineNumber): expected a JSON string such as \"a photo of a cat\", got \(shown.debugDescription)\(line.count > 60 ? "…" : "")")
         }
         return caption
-    }
-
-    static func benchmark(_ tokenizer: CLIPTokenizer, _ captions: [String], contextLength: Int, seconds: Double) -> String {
-        let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = start + .milliseconds(Int64(seconds * 1000))
-        var count = 0
-        var checksum = 0
-        while clock.now < deadline {
-            for caption in captions {
-                checksum &+= tokenizer.tokenize(caption, contextLength: contextLength).tokenCount
-            }
-            count += captions.count
-        }
-        let elapsed = clock.now - start
-        let secondsElapsed = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return "{\"captions\":\(count),\"seconds\":\(secondsElapsed),\"captions_per_second\":\(Double(count) / secondsElapsed),\"token_checksum\":\(checksum)}"
     }
 }
 

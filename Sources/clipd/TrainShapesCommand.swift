@@ -95,15 +95,9 @@ struct TrainShapesCommand: AsyncParsableCommand {
         let url = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let date = ISO8601DateFormatter().string(from: Date())
-        try CheckpointWriter.write(model, to: url, metadata: ["clipd.lineage": "trained from scratch by clipd finetune train-shapes (seed \(seed), init seed \(initSeed), \(steps) steps) on \(date)"],
-                                   halfPrecision: true)
-        // The fp16 file is what ships: evaluate the reloaded weights, not the float32 ones.
-        let reloaded = CLIPModel(checkpoint: try CheckpointLoader.load(path: url.path))
-        let heldOut = ShapeTraining.heldOutScenes(variants: options.heldOutVariants)
-        var pixels: [Float] = []
-        for (scene, variant) in heldOut { pixels += try preprocess(scene.render(side: 2 * config.imageSize, variant: variant, grainy: true), 2 * config.imageSize) }
-        let shipped = try ShapeTraining.evaluate(model: reloaded, scenes: heldOut.map(\.scene), pixels: pixels, tokenize: tokenize)
-        let size = (try FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        let (size, shipped) = try ShapeTraining.ship(
+            model, to: url, lineage: "trained from scratch by clipd finetune train-shapes (seed \(seed), init seed \(initSeed), \(steps) steps) on \(date)",
+            heldOutVariants: options.heldOutVariants, preprocess: preprocess, tokenize: tokenize)
         printLine("fp16 model \(url.path) (\(size) bytes): held-out colour \(shipped.colourAccuracy) shape \(shipped.shapeAccuracy)")
 
         let record: [String: Any] = [
