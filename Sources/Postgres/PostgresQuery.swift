@@ -1,7 +1,7 @@
 /// A SQL statement and its parameters. Built with string interpolation, every interpolated value
 /// becomes a `$n` parameter, so values can never be spliced into the SQL text:
 ///
-///     try await connection.query("SELECT id FROM records WHERE caption = \(caption) LIMIT \(limit)")
+///     try await connection.query("SELECT id FROM items WHERE caption = \(caption) LIMIT \(limit)")
 ///
 /// The explicit form takes SQL that must be a literal in the source:
 ///
