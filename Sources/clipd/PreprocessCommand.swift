@@ -100,44 +100,7 @@ struct PreprocessCommand: ParsableCommand {
         } catch {
             throw FileError(description: "cannot write \(output!): \(error.localizedDescription)")
         }
-        print(Self.json(summary, image: images[0], output: output!))
-    }
-
-    static func json(_ summary: PreprocessSummary, image: String, output: String) -> String {
-        func quoted(_ text: String) -> String {
-            var result = "\""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": result += "\\\""
-                case "\\": result += "\\\\"
-                case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-                default: result.unicodeScalars.append(scalar)
-                }
-            }
-            return result + "\""
-        }
-        let g = summary.geometry
-        let fields: [(String, String)] = [
-            ("image", quoted(image)),
-            ("output", quoted(output)),
-            ("format", quoted(summary.format.rawValue)),
-            ("source_width", "\(summary.sourceWidth)"),
-            ("source_height", "\(summary.sourceHeight)"),
-            ("mode", quoted(summary.pillowMode)),
-            ("decode_mode", quoted(summary.decodeMode)),
-            ("dct_scale", "\(summary.dctScaleDenominator)"),
-            ("exif_orientation", "\(summary.exifOrientation)"),
-            ("orientation_applied", "\(summary.orientationApplied)"),
-            ("decoded_width", "\(summary.decodedWidth)"),
-            ("decoded_height", "\(summary.decodedHeight)"),
-            ("resized_width", "\(g.resizedWidth)"),
-            ("resized_height", "\(g.resizedHeight)"),
-            ("crop_left", "\(g.cropLeft)"),
-            ("crop_top", "\(g.cropTop)"),
-            ("image_size", "\(g.cropSize)"),
-            ("shape", "[3,\(g.cropSize),\(g.cropSize)]"),
-        ]
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+        print(summary.json(image: images[0], output: output!))
     }
 }
 
