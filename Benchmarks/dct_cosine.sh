@@ -4,9 +4,10 @@
 # the fixture photos, with a ViT-B/32-shaped model initialised as open_clip does (random but
 # image-discriminative). For scale, the cosine between different pictures is printed too.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-swift build -c release 2>&1 | tail -1 >&2
-clipd=.build/release/clipd
+source "$(dirname "$0")/common.sh"
+bench_build clipd
+clipd="$bench_bin/clipd"
+bench_machine
 work="$(mktemp -d /tmp/clipd-dct.XXXXXX)"
 "$clipd" bench --arch ViT-B-32 --initialization open_clip --save-model "$work/model.safetensors" >/dev/null 2>&1
 images=(Tests/Fixtures/images/*.jpg)

@@ -8,12 +8,13 @@
 # JPEGs) with captions of typical length. The model-alone rate for a record is one image plus
 # one caption: 1 / (1/images_per_s + 1/texts_per_s_typical).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 root="$(pwd)"
 records="${1:-400}"
 batch="${2:-16}"
-swift build -c release 2>&1 | tail -1 >&2
-clipd="$root/.build/release/clipd"
+bench_build clipd
+clipd="$root/$bench_bin/clipd"
+bench_machine
 work="$(mktemp -d /tmp/clipd-e2e.XXXXXX)"
 model="$work/vit-b-32-random.safetensors"
 "$clipd" bench --arch ViT-B-32 --save-model "$model" >/dev/null 2>&1

@@ -4,6 +4,7 @@
 # same batch measured just before it, in a release build.
 #   Benchmarks/finetune.sh [--arch demo --arch ViT-B-32] [--batch 16] [--seconds 6]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-swift build -c release --product clipd >&2
-exec .build/release/clipd finetune bench "$@"
+source "$(dirname "$0")/common.sh"
+bench_build clipd
+bench_machine
+exec "$bench_bin/clipd" finetune bench "$@"

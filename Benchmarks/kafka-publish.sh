@@ -2,9 +2,10 @@
 # Publishing throughput: `clipd publish` against `clipd dev-broker`, with librdkafka's own
 # producer driven from Python (confluent-kafka, if installed) on the same broker and input as
 # the same-run baseline. Usage: Benchmarks/kafka-publish.sh [RECORDS] [CLIPD]
-set -euo pipefail
+source "$(dirname "$0")/common.sh"
 records=${1:-200000}
-clipd=${2:-.build-release/release/clipd}
+if [ -n "${2:-}" ]; then clipd="$2"; else bench_build clipd; clipd="$bench_bin/clipd"; fi
+bench_machine
 work=$(mktemp -d)
 trap 'kill "$broker" 2>/dev/null || true; rm -rf "$work"' EXIT
 

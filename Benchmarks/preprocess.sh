@@ -3,7 +3,7 @@
 # Also reports how far the optional DCT-domain fast path (--fast-dct) is from the exact path.
 # Needs: python3 with pillow and numpy (pip install pillow numpy); PYTHON=... to choose one.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-3}"
 ROUNDS="${ROUNDS:-3}"   # alternate the contenders; the best round of each counts (shared machines are noisy)
@@ -13,8 +13,9 @@ if ! "$PYTHON" -c "import PIL, numpy" 2>/dev/null; then
     exit 1
 fi
 
-swift build -c release --product clipd --scratch-path .build-release >&2
-CLIPD=.build-release/release/clipd
+bench_build clipd
+CLIPD="$bench_bin/clipd"
+bench_machine
 PHOTOS=(Tests/Fixtures/images/*.jpg)
 
 # One core for both, one thread for numpy.

@@ -2,13 +2,14 @@
 # Captions per second on ONE core: clipd's tokenizer vs Hugging Face `tokenizers` (Rust), same
 # captions, same run. Usage: Benchmarks/tokenizer.sh [seconds per measurement, default 5]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 SECONDS_PER_RUN="${1:-5}"
 WORK=.build-bench
 mkdir -p "$WORK"
 
-swift build -c release --product clipd >/dev/null
-CLIPD="$(swift build -c release --show-bin-path)/clipd"
+bench_build clipd
+CLIPD="$bench_bin/clipd"
+bench_machine
 
 if [ ! -x "$WORK/venv/bin/python" ]; then python3 -m venv "$WORK/venv"; fi
 "$WORK/venv/bin/python" -c "import tokenizers" 2>/dev/null || "$WORK/venv/bin/pip" install -q "tokenizers==0.23.3"
