@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 
 /// The daemon's configuration layered from defaults < JSON file < `CLIPD_*` environment < flags.
 /// The executable reads the file and the environment and hands them in; this only merges and
@@ -63,10 +64,7 @@ extension DaemonConfig {
     /// The effective configuration as JSON (for `--print-config`), the database password hidden.
     public var redactedJSON: String {
         var redacted = self
-        if var components = URLComponents(string: databaseURL), components.password != nil {
-            components.password = "***"
-            redacted.databaseURL = components.string ?? databaseURL
-        }
+        redacted.databaseURL = PostgresRedaction.redact(databaseURL)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try! encoder.encode(redacted), as: UTF8.self)

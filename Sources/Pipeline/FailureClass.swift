@@ -57,10 +57,14 @@ public enum FailureClass: Hashable, Sendable, CustomStringConvertible {
 public struct PipelineFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public let failureClass: FailureClass
     public let message: String
+    /// The record's id when the failing stage knew it (the parser sets it for a record whose
+    /// JSON parsed with a valid id, even when the record is refused).
+    public var recordID: String?
 
-    public init(_ failureClass: FailureClass, _ message: String) {
+    public init(_ failureClass: FailureClass, _ message: String, recordID: String? = nil) {
         self.failureClass = failureClass
         self.message = message
+        self.recordID = recordID
     }
 
     public init(_ error: RecordValidationError) { self.init(.record(error.kind), error.description) }

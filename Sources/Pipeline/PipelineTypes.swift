@@ -37,9 +37,16 @@ public struct ParsedRecord: Sendable, Equatable {
 /// A record that failed, on its way to the dead-letter topic and `failed_records`.
 public struct FailedMessage: Sendable {
     public let message: IncomingMessage
-    /// The record id when the record could be parsed that far.
+    /// The record id when the record could be parsed that far: its JSON `id` (or, without
+    /// one, the message key) whenever that is a valid id, even if the record was refused.
     public let recordID: String?
     public let failure: PipelineFailure
+
+    public init(message: IncomingMessage, recordID: String?, failure: PipelineFailure) {
+        self.message = message
+        self.recordID = recordID
+        self.failure = failure
+    }
 }
 
 /// A record with its embeddings and tags, ready to be stored.
@@ -61,7 +68,17 @@ public struct BatchWrite: Sendable {
     public let records: [EncodedRecord]
     public let failures: [FailedMessage]
     /// Next offset per partition; every record below it is written or recorded as failed.
+    /// Empty for the partial writes that isolate records the database refuses.
     public let offsets: [TopicPartition: Int64]
+
+    public init(group: String, modelVersion: ModelVersionRef, records: [EncodedRecord], failures: [FailedMessage],
+                offsets: [TopicPartition: Int64]) {
+        self.group = group
+        self.modelVersion = modelVersion
+        self.records = records
+        self.failures = failures
+        self.offsets = offsets
+    }
 }
 
 /// Which model produced a row.
@@ -85,13 +102,34 @@ public protocol MessageSource: Sendable {
     func stop()
 }
 
+/// What an error from `PipelineStore.write` means for the rows that were being written.
+public enum StoreErrorKind: Sendable, Equatable {
+    /// The same write can succeed later: the connection was lost, the server is shutting down,
+    /// is out of connections or read-only, a deadlock or serialization failure, or a problem no
+    /// record causes (a missing table, a revoked privilege) that an operator must fix. The
+    /// pipeline retries the write with backoff.
+    case retriable
+    /// The database refuses the data itself (a data exception, a constraint, a size limit):
+    /// retrying the same rows cannot succeed. The pipeline splits the batch to find the records
+    /// refused, stores them as `store.rejected` failures and writes the rest.
+    case permanent
+}
+
 /// The database as the pipeline needs it.
 public protocol PipelineStore: Sendable {
     /// Stored next offsets for these partitions (absent: none stored).
     func storedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64]
-    /// Writes rows and offsets in one transaction; rows are upserted by record id.
+    /// Writes rows and offsets in one transaction; rows are upserted by record id, so writing
+    /// the same rows again changes nothing.
     func write(_ batch: BatchWrite) async throws
+    /// Whether an error thrown by `write` can go away by itself or refuses the rows written.
+    func classify(_ error: Error) -> StoreErrorKind
     func labelSet(named name: String) async throws -> LabelSet?
+}
+
+extension PipelineStore {
+    /// A store that does not classify its errors has every error retried.
+    public func classify(_ error: Error) -> StoreErrorKind { .retriable }
 }
 
 /// The dead-letter topic.

@@ -179,7 +179,8 @@ public final class StreamPipeline: @unchecked Sendable {
             await batcher.add(.ready(message, record, pixels: pixels, tokens: tokens))
         } catch {
             let failure = error as? PipelineFailure ?? PipelineFailure(.internal, "\(error)")
-            let failed = FailedMessage(message: message, recordID: recordID, failure: failure)
+            // The parser names the id of a record it refuses when the JSON had a valid one.
+            let failed = FailedMessage(message: message, recordID: recordID ?? failure.recordID, failure: failure)
             await sendToDeadLetters(failed)
             await batcher.add(.failed(failed))
         }
@@ -305,30 +306,139 @@ public final class StreamPipeline: @unchecked Sendable {
     }
 
     /// Marks the batch's records done and writes rows + offsets in one transaction, retrying
-    /// with backoff while the database is unavailable.
+    /// with backoff while the database is unavailable. When the database refuses the rows
+    /// themselves (a permanent error), the batch is split in halves, recursively, until the
+    /// records it refuses are found: those become `store.rejected` failures (dead-letter topic
+    /// and `failed_records`, with the server's message), every other record is written, and the
+    /// offsets still cover the whole batch, so one poison record never stalls the stream.
     func write(records: [EncodedRecord], failures: [FailedMessage], model: ModelVersionRef) async throws {
         for r in records { tracker.complete(r.message.partition, offset: r.message.offset) }
         for f in failures { tracker.complete(f.message.partition, offset: f.message.offset) }
         let offsets = tracker.committableAll().filter { $0.value >= 0 }
-        let batch = BatchWrite(group: config.group, modelVersion: model, records: records, failures: failures, offsets: offsets)
         let start = ContinuousClock.now
+        var stored = (records: records.count, failures: failures)
+        if let refusal = try await attempt(BatchWrite(group: config.group, modelVersion: model, records: records,
+                                                      failures: failures, offsets: offsets)) {
+            logger.warning("the database refused a batch; isolating the records it refuses", metadata: [
+                "error": "\(refusal)", "records": "\(records.count)", "failures": "\(failures.count)"])
+            stored = try await writeIsolating(records: records, failures: failures, offsets: offsets, model: model, refusal: refusal)
+        }
+        metrics.stageLatency("write", since: start)
+        metrics.written(stored.records)
+        for f in stored.failures { metrics.failed(f.failure.errorClass) }
+        if !offsets.isEmpty { source.commit(offsets) }
+        applyBackpressure()
+    }
+
+    /// One write, retried with backoff while its errors are retriable. Returns nil once written,
+    /// or the permanent error that refused it.
+    private func attempt(_ batch: BatchWrite) async throws -> Error? {
         var delay = 0.2
         while true {
             do {
                 try await store.write(batch)
-                break
+                return nil
             } catch {
+                if store.classify(error) == .permanent { return error }
                 metrics.writeRetry()
                 logger.warning("database write failed; retrying", metadata: ["error": "\(error)", "delay_s": "\(delay)",
-                                                                              "records": "\(records.count)", "failures": "\(failures.count)"])
+                                                                              "records": "\(batch.records.count)", "failures": "\(batch.failures.count)"])
                 try await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 10)
             }
         }
-        metrics.stageLatency("write", since: start)
-        metrics.written(records.count)
-        for f in failures { metrics.failed(f.failure.errorClass) }
-        if !offsets.isEmpty { source.commit(offsets) }
-        applyBackpressure()
+    }
+
+    /// The slow path after a permanent refusal of the whole batch: writes what the database
+    /// accepts, in halves, without offsets (rows are idempotent, so a crash here only means they
+    /// are written again), then the failures, refused records included, with the offsets.
+    /// Returns how many records were written and the failures stored.
+    private func writeIsolating(records: [EncodedRecord], failures: [FailedMessage], offsets: [TopicPartition: Int64],
+                                model: ModelVersionRef, refusal: Error) async throws -> (records: Int, failures: [FailedMessage]) {
+        var refusedRecords = 0
+        var pending: [FailedMessage] = []
+        var refusedFailures = Set<String>()
+        let items = records.map(WriteItem.record) + failures.map(WriteItem.failure)
+        try await bisect(items, model: model, knownRefusal: refusal) { item, error in
+            switch item {
+            case .record(let r):
+                refusedRecords += 1
+                let failed = FailedMessage(message: r.message, recordID: r.record.id, failure: PipelineFailure(
+                    .store(.rejected), "PostgreSQL refused the record: \(error)", recordID: r.record.id))
+                logger.error("record refused by the database; sent to the dead-letter topic", metadata: [
+                    "id": "\(r.record.id)", "partition": "\(r.message.partition)", "offset": "\(r.message.offset)", "error": "\(error)"])
+                await sendToDeadLetters(failed)
+                pending.append(failed)
+            case .failure(let f):
+                refusedFailures.insert("\(f.message.partition)@\(f.message.offset)")
+                pending.append(Self.minimalForm(of: f, refusedWith: error))
+            }
+        }
+        var stored = failures.filter { !refusedFailures.contains("\($0.message.partition)@\($0.message.offset)") }
+        if try await attempt(BatchWrite(group: config.group, modelVersion: model, records: [], failures: pending, offsets: offsets)) == nil {
+            return (records.count - refusedRecords, stored + pending)
+        }
+        // Some failed_records row is refused too: store the rows the database accepts one by
+        // one, each refused one in its minimal form or not at all (its dead letter is on the
+        // topic already), then the offsets.
+        for failed in pending {
+            if try await attempt(BatchWrite(group: config.group, modelVersion: model, records: [], failures: [failed], offsets: [:])) == nil {
+                stored.append(failed)
+                continue
+            }
+            let minimal = Self.minimalForm(of: failed, refusedWith: nil)
+            if try await attempt(BatchWrite(group: config.group, modelVersion: model, records: [], failures: [minimal], offsets: [:])) == nil {
+                stored.append(minimal)
+            } else {
+                logger.error("the database refused a failed_records row; the failure is on the dead-letter topic only", metadata: [
+                    "partition": "\(failed.message.partition)", "offset": "\(failed.message.offset)", "class": "\(failed.failure.errorClass)"])
+            }
+        }
+        while let error = try await attempt(BatchWrite(group: config.group, modelVersion: model, records: [], failures: [], offsets: offsets)) {
+            // No record causes this: the offsets themselves are refused. There is nothing to
+            // isolate, so it is retried like an outage until an operator fixes the database.
+            metrics.writeRetry()
+            logger.error("the database refuses the consumer offsets; retrying in 10 s", metadata: ["error": "\(error)"])
+            try await Task.sleep(for: .seconds(10))
+        }
+        return (records.count - refusedRecords, stored)
+    }
+
+    /// A failure whose `failed_records` row was refused, reduced to what any row can hold: its
+    /// class and position, no record id, no payload, and a message saying why.
+    static func minimalForm(of failed: FailedMessage, refusedWith error: Error?) -> FailedMessage {
+        let why = error.map { "the failed_records row was refused (\($0))" } ?? "the failed_records row was refused"
+        return FailedMessage(
+            message: IncomingMessage(partition: failed.message.partition, offset: failed.message.offset, key: nil, value: []),
+            recordID: nil, failure: PipelineFailure(failed.failure.failureClass, "\(why); the failure is on the dead-letter topic"))
+    }
+
+    enum WriteItem {
+        case record(EncodedRecord)
+        case failure(FailedMessage)
+    }
+
+    /// Writes `items` without offsets, splitting in halves on a permanent refusal until each
+    /// refused item is alone; `refused` receives those with the server's error. With
+    /// `knownRefusal`, the items were just refused together and are split at once.
+    private func bisect(_ items: [WriteItem], model: ModelVersionRef, knownRefusal: Error? = nil,
+                        refused: (WriteItem, Error) async -> Void) async throws {
+        guard !items.isEmpty else { return }
+        var error = knownRefusal
+        if error == nil {
+            var records: [EncodedRecord] = [], failures: [FailedMessage] = []
+            for item in items {
+                switch item {
+                case .record(let r): records.append(r)
+                case .failure(let f): failures.append(f)
+                }
+            }
+            error = try await attempt(BatchWrite(group: config.group, modelVersion: model, records: records, failures: failures, offsets: [:]))
+        }
+        guard let error else { return }
+        if items.count == 1 { await refused(items[0], error); return }
+        let middle = items.count / 2
+        try await bisect(Array(items[..<middle]), model: model, refused: refused)
+        try await bisect(Array(items[middle...]), model: model, refused: refused)
     }
 }

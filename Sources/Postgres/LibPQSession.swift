@@ -44,7 +44,8 @@ final class LibPQSession: @unchecked Sendable {
             throw PostgresError(kind: .connection, message: "libpq could not allocate a connection")
         }
         guard PQstatus(conn) == CONNECTION_OK else {
-            let message = Self.trimmed(PQerrorMessage(conn))
+            // libpq quotes the pieces of a connection string it cannot parse, which may be the password.
+            let message = PostgresRedaction.redact(Self.trimmed(PQerrorMessage(conn)), connection: url)
             PQfinish(conn)
             throw PostgresError(kind: .connection, message: message.isEmpty ? "connection failed" : message)
         }

@@ -18,18 +18,12 @@ public struct PostgresConfiguration: Sendable {
         self.reconnect = reconnect
     }
 
-    /// The URL with any password replaced, for logs and error messages.
-    public var redactedURL: String {
-        if var components = URLComponents(string: url), components.scheme?.hasPrefix("postgres") == true {
-            if components.password != nil { components.password = "***" }
-            if let items = components.queryItems {
-                components.queryItems = items.map { $0.name == "password" ? URLQueryItem(name: "password", value: "***") : $0 }
-            }
-            return components.string ?? "<postgres url>"
-        }
-        // key=value form: hide password=…
-        return url.split(separator: " ").map { $0.hasPrefix("password=") ? "password=***" : String($0) }.joined(separator: " ")
-    }
+    /// The URL with any password replaced, for logs and error messages (every form:
+    /// `PostgresRedaction`).
+    public var redactedURL: String { PostgresRedaction.redact(url) }
+
+    /// `text` with this configuration's password hidden wherever it appears.
+    public func redact(_ text: String) -> String { PostgresRedaction.redact(text, connection: url) }
 }
 
 /// Exponential backoff with jitter: attempt n waits a random time in

@@ -161,6 +161,15 @@ extension ClipdDatabase: PipelineStore {
         try await write(Self.rows(of: batch))
     }
 
+    /// Permanent only when PostgreSQL refuses the values written (`PostgresError.isDataRejection`:
+    /// data exceptions, constraints, size limits, NUL): the pipeline then isolates the records
+    /// refused. Everything else, including errors no record causes (a lost connection, a revoked
+    /// privilege, a missing table), is retried, so good records are never dead-lettered for it.
+    public func classify(_ error: Error) -> StoreErrorKind {
+        guard let error = error as? PostgresError else { return .retriable }
+        return error.isDataRejection ? .permanent : .retriable
+    }
+
     /// The rows a pipeline batch stores.
     public static func rows(of batch: BatchWrite) -> WriteBatch {
         let model = batch.modelVersion.id

@@ -52,6 +52,7 @@ struct ClassifyCommand: AsyncParsableCommand {
             guard let url = databaseURL ?? ProcessInfo.processInfo.environment["CLIPD_DATABASE_URL"] else {
                 throw CommandFailure("--label-set needs --database-url (or CLIPD_DATABASE_URL)")
             }
+            ProcessSecrets.add(connection: url)
             let connection = try await PostgresConnection.connect(
                 configuration: PostgresConfiguration(url: url, applicationName: "clipd-classify", connectTimeoutSeconds: 10,
                                                      reconnect: RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(250), maxDelay: .seconds(2))),

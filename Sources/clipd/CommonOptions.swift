@@ -53,7 +53,7 @@ func makeLogger(_ label: String) -> Logger {
 }
 
 enum LoggingBootstrap {
-    static let once: Void = { LoggingSystem.bootstrap(StreamLogHandler.standardError) }()
+    static let once: Void = { LoggingSystem.bootstrap { RedactingLogHandler(StreamLogHandler.standardError(label: $0)) } }()
 }
 
 /// Compact JSON for float vectors: shortest round-trip decimal of each Float.

@@ -21,9 +21,13 @@ struct DatabaseOptions: ParsableArguments {
     }
 
     var resolvedURL: String? {
-        if let databaseURL, !databaseURL.isEmpty { return databaseURL }
-        let fromEnvironment = ProcessInfo.processInfo.environment["CLIPD_DATABASE_URL"]
-        return fromEnvironment?.isEmpty == false ? fromEnvironment : nil
+        let url: String?
+        if let databaseURL, !databaseURL.isEmpty { url = databaseURL } else {
+            let fromEnvironment = ProcessInfo.processInfo.environment["CLIPD_DATABASE_URL"]
+            url = fromEnvironment?.isEmpty == false ? fromEnvironment : nil
+        }
+        if let url { ProcessSecrets.add(connection: url) }
+        return url
     }
 
     var configuration: PostgresConfiguration {
@@ -39,7 +43,7 @@ struct DatabaseOptions: ParsableArguments {
 
 /// Logs go to stderr so stdout stays machine-readable.
 func commandLogger(_ label: String) -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label) { RedactingLogHandler(StreamLogHandler.standardError(label: $0)) }
     logger.logLevel = ProcessInfo.processInfo.environment["CLIPD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
     return logger
 }

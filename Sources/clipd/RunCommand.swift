@@ -69,6 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch let error as DaemonError {
             throw CommandFailure(error.description)
         }
+        ProcessSecrets.add(connection: cfg.databaseURL)
         if printConfig {
             printLine(cfg.redactedJSON)
             return

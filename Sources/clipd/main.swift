@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// Runs the parsed command; an explicitly async function so the async `run()` is the one called.
 func runParsed(_ command: inout ParsableCommand) async throws {
@@ -14,5 +15,11 @@ do {
     var command = try ClipdCommand.parseAsRoot()
     try await runParsed(&command)
 } catch {
-    ClipdCommand.exit(withError: error)
+    // Error messages pass through the same redaction as log lines: no database secret is printed.
+    if error is CleanExit || ClipdCommand.exitCode(for: error) == .success {
+        ClipdCommand.exit(withError: error)
+    }
+    let message = ProcessSecrets.redact(ClipdCommand.fullMessage(for: error))
+    if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+    Foundation.exit(ClipdCommand.exitCode(for: error).rawValue)
 }
