@@ -364,7 +364,7 @@ public final class StreamPipeline: @unchecked Sendable {
             case .record(let r):
                 refusedRecords += 1
                 let failed = FailedMessage(message: r.message, recordID: r.record.id, failure: PipelineFailure(
-                    .store(.rejected), "PostgreSQL refused the record: \(error)", recordID: r.record.id))
+                    .store(.rejected), "PostgreSQL refused the record: \(Self.shortened(error))", recordID: r.record.id))
                 logger.error("record refused by the database; sent to the dead-letter topic", metadata: [
                     "id": "\(r.record.id)", "partition": "\(r.message.partition)", "offset": "\(r.message.offset)", "error": "\(error)"])
                 await sendToDeadLetters(failed)
@@ -407,10 +407,17 @@ public final class StreamPipeline: @unchecked Sendable {
     /// A failure whose `failed_records` row was refused, reduced to what any row can hold: its
     /// class and position, no record id, no payload, and a message saying why.
     static func minimalForm(of failed: FailedMessage, refusedWith error: Error?) -> FailedMessage {
-        let why = error.map { "the failed_records row was refused (\($0))" } ?? "the failed_records row was refused"
+        let why = error.map { "the failed_records row was refused (\(shortened($0)))" } ?? "the failed_records row was refused"
         return FailedMessage(
             message: IncomingMessage(partition: failed.message.partition, offset: failed.message.offset, key: nil, value: []),
             recordID: nil, failure: PipelineFailure(failed.failure.failureClass, "\(why); the failure is on the dead-letter topic"))
+    }
+
+    /// An error's text for a failure message: the server's message and detail ("Failing row
+    /// contains …" can quote a whole row) cut to 1,000 characters.
+    static func shortened(_ error: Error) -> String {
+        let text = "\(error)"
+        return text.count <= 1000 ? text : text.prefix(1000) + "…"
     }
 
     enum WriteItem {

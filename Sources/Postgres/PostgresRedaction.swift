@@ -85,7 +85,7 @@ public enum PostgresRedaction {
         // ?password=secret or &password=secret in a URI query.
         (try! NSRegularExpression(pattern: #"([?&]password=)[^&#\s]*"#, options: [.caseInsensitive]), "$1***"),
         // password=secret, password = 'se cret', password=se\ cret in a key=value string.
-        (try! NSRegularExpression(pattern: #"(^|[\s"])password\s*=\s*(?:'(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+)"#, options: []), "$1password=***"),
+        (try! NSRegularExpression(pattern: #"(^|[\s"])password\s*=\s*(?:'(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+(?:\s+(?:[^\s=\\]|\\.)+(?=\s|$))*)"#, options: []), "$1password=***"),
     ]
 
     struct KeywordValue {
@@ -127,6 +127,20 @@ public enum PostgresRedaction {
             }
             let rawText = String(String.UnicodeScalarView(scalars[start..<j]))
             if !rawText.isEmpty { values.append(KeywordValue(raw: Substring(rawText), unescaped: String(unescaped))) }
+            // An unquoted password with spaces (`password=se cret`): libpq stops at the space and
+            // quotes the rest ("cret") in its error, so words without '=' that follow are secret too.
+            if !rawText.hasPrefix("'") {
+                while true {
+                    var k = j
+                    while k < scalars.count, scalars[k].properties.isWhitespace { k += 1 }
+                    let wordStart = k
+                    while k < scalars.count, !scalars[k].properties.isWhitespace, scalars[k] != "=" { k += 1 }
+                    guard k > wordStart, k == scalars.count || scalars[k].properties.isWhitespace else { break }
+                    let word = String(String.UnicodeScalarView(scalars[wordStart..<k]))
+                    values.append(KeywordValue(raw: Substring(word), unescaped: word))
+                    j = k
+                }
+            }
             i = max(j, i + 1)
         }
         return values

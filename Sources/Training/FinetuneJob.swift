@@ -165,16 +165,14 @@ public struct FinetuneJob: Sendable {
             let name = "finetune-run-\(runID)"
             try FileManager.default.createDirectory(at: checkpointDirectory, withIntermediateDirectories: true)
             let file = checkpointDirectory.appendingPathComponent("\(name).safetensors").standardizedFileURL
-            let partial = checkpointDirectory.appendingPathComponent(".\(name).safetensors.partial")
             let trained = model.parameters
             let lineage: [String: String] = [
                 "clipd.parent": base.version.name, "clipd.parent_id": "\(base.version.id)", "clipd.finetune.run": "\(runID)",
                 "clipd.finetune.mode": p.mode, "clipd.finetune.steps": "\(p.steps)", "clipd.wise_ft.alpha": "\(chosen.alpha)",
             ]
             try await executor.run {
-                try CheckpointWriter.write(WiseFT.interpolated(old: old, new: trained, alpha: chosen.alpha), to: partial, metadata: lineage)
-                _ = try? FileManager.default.removeItem(at: file)
-                try FileManager.default.moveItem(at: partial, to: file)
+                // Written to an exclusively created temporary file beside it, then renamed.
+                try CheckpointWriter.write(WiseFT.interpolated(old: old, new: trained, alpha: chosen.alpha), to: file, metadata: lineage)
             }
             let version = try await store.promote(runID: runID, name: name, parent: base.version, checkpointPath: file.path,
                                                   config: cfg, metricsJSON: metrics.json)

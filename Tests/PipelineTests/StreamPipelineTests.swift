@@ -35,24 +35,50 @@ final class FakeStore: PipelineStore, @unchecked Sendable {
     var failNextWrites = 0
     var offsets: [TopicPartition: Int64] = [:]
     var labelSets: [String: LabelSet] = [:]
+    /// Records the "database" refuses permanently, by id: any write holding one fails whole.
+    var refusedIDs: Set<String> = []
+    /// failed_records rows refused permanently, by source offset; minimal forms (no payload)
+    /// are accepted unless `refuseMinimalFailures`.
+    var refusedFailureOffsets: Set<Int64> = []
+    var refuseMinimalFailures = false
+    /// Every write attempt, accepted or not.
+    var attempts = 0
+    /// A transient error every this many attempts (0: never).
+    var transientEvery = 0
 
     func storedOffsets(group: String, partitions: [TopicPartition]) async throws -> [TopicPartition: Int64] {
         lock.withLock { offsets.filter { partitions.contains($0.key) } }
     }
     func write(_ batch: BatchWrite) async throws {
         try lock.withLock {
+            attempts += 1
             if failNextWrites > 0 { failNextWrites -= 1; throw StoreDown() }
+            if transientEvery > 0 && attempts % transientEvery == 0 { throw StoreDown() }
+            if let poison = batch.records.first(where: { refusedIDs.contains($0.record.id) }) {
+                throw StoreRefused(message: "value too long for record \(poison.record.id)")
+            }
+            if let refused = batch.failures.first(where: {
+                refusedFailureOffsets.contains($0.message.offset) && (refuseMinimalFailures || !$0.message.value.isEmpty)
+            }) {
+                throw StoreRefused(message: "failed_records row refused at offset \(refused.message.offset)")
+            }
             batches.append(batch)
             for (k, v) in batch.offsets { offsets[k] = v }
         }
     }
+    func classify(_ error: Error) -> StoreErrorKind { error is StoreRefused ? .permanent : .retriable }
     func labelSet(named name: String) async throws -> LabelSet? { lock.withLock { labelSets[name] } }
 
     var recordIDs: [String] { lock.withLock { batches.flatMap { $0.records.map(\.record.id) } } }
     var failures: [FailedMessage] { lock.withLock { batches.flatMap(\.failures) } }
+    var attemptCount: Int { lock.withLock { attempts } }
 }
 
 struct StoreDown: Error {}
+struct StoreRefused: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
 
 final class FakeDLQ: DeadLetterSink, @unchecked Sendable {
     private let lock = NSLock()
@@ -71,7 +97,7 @@ final class StreamPipelineTests: XCTestCase {
         return ids
     }
 
-    func stages() -> StreamPipeline.Stages {
+    static func stages() -> StreamPipeline.Stages {
         StreamPipeline.Stages(
             parse: { message in try RecordParser().parse(message) },
             loadImage: { url in
@@ -95,6 +121,11 @@ final class StreamPipelineTests: XCTestCase {
 
     func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ,
                       configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
+        Self.makePipeline(source, store, dlq, configure: configure)
+    }
+
+    static func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ,
+                             configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
         var config = StreamPipeline.Configuration(group: "clipd")
         config.batchSize = 8
         config.batchLatencyMs = 20
