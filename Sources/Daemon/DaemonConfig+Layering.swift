@@ -30,14 +30,45 @@ extension DaemonConfig {
             merged[key] = try parse(raw, kind: kinds[key]!, name: variable)
         }
         for (k, v) in overrides { merged[k] = v }
+        for (k, v) in merged.sorted(by: { $0.key < $1.key }) {
+            if let number = v as? Double, !number.isFinite { throw DaemonError("\(k) must be a finite number, got \(number)") }
+        }
         let config: DaemonConfig
         do {
             config = try JSONDecoder().decode(DaemonConfig.self, from: JSONSerialization.data(withJSONObject: merged))
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
             throw DaemonError("configuration key \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type")
         }
-        if let problem = config.problem() { throw DaemonError("invalid configuration: \(problem)") }
+        if let problem = config.problem() ?? config.rangeProblem() { throw DaemonError("invalid configuration: \(problem)") }
         return config
+    }
+
+    /// A numeric setting outside its sane range, or a number that is not finite, or nil. The
+    /// maxima are far above real use and keep threads, allocations and durations bounded.
+    public func rangeProblem() -> String? {
+        let integers: [(String, Int, ClosedRange<Int>)] = [
+            ("top_k", topK, 1...10_000),
+            ("batch_latency_ms", batchLatencyMs, 0...3_600_000),
+            ("workers", workers, 0...1024),
+            ("threads", threads, 0...1024),
+            ("max_in_flight", maxInFlight, 1...1_000_000),
+            ("fetch_max_bytes", fetchMaxBytes, 1...(1 << 30)),
+            ("fetch_retries", fetchRetries, 0...100),
+            ("max_image_pixels", maxImagePixels, 1...(1 << 31)),
+        ]
+        for (key, value, range) in integers where !range.contains(value) {
+            return "\(key) must be within \(range.lowerBound)...\(range.upperBound), got \(value)"
+        }
+        let seconds: [(String, Double, Double)] = [
+            ("drain_timeout_seconds", drainTimeoutSeconds, 86_400),
+            ("progress_interval_seconds", progressIntervalSeconds, 86_400),
+            ("fetch_timeout_seconds", fetchTimeoutSeconds, 3600),
+            ("fetch_connect_timeout_seconds", fetchConnectTimeoutSeconds, 3600),
+        ]
+        for (key, value, maximum) in seconds where !(value.isFinite && value > 0 && value <= maximum) {
+            return "\(key) must be a number of seconds above 0 and at most \(Int(maximum)), got \(value)"
+        }
+        return nil
     }
 
     static func parse(_ raw: String, kind: ValueKind, name: String) throws -> Any {
@@ -52,6 +83,7 @@ extension DaemonConfig {
             }
         case .double:
             guard let d = Double(raw) else { throw DaemonError("\(name)=\(raw) is not a number") }
+            guard d.isFinite else { throw DaemonError("\(name)=\(raw) is not a finite number") }
             return d
         case .int:
             guard let i = Int(raw) else { throw DaemonError("\(name)=\(raw) is not an integer") }

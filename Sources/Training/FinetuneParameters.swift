@@ -26,6 +26,13 @@ public struct FinetuneParameters: Sendable, Equatable, Codable {
 
     public init() {}
 
+    /// Sane maxima: far above any run on a CPU, low enough that no count overflows.
+    public static let maxSteps = 1_000_000
+    public static let maxBatch = 4096
+    /// The most training pairs a run may load (steps × batch).
+    public static let maxStepPairs = 100_000_000
+    public static let maxPairsLimit = 100_000_000
+
     enum CodingKeys: String, CodingKey {
         case mode, steps, batch, learningRate = "lr", weightDecay = "weight_decay", warmupSteps = "warmup_steps"
         case gradClipNorm = "grad_clip_norm", heldOutFraction = "held_out_fraction", maxPairs = "max_pairs", alphas
@@ -61,16 +68,26 @@ public struct FinetuneParameters: Sendable, Equatable, Codable {
     public func validate() throws {
         func fail(_ message: String) -> TrainingError { TrainingError(.parameters, message) }
         guard FineTuneMode(mode) != nil else { throw fail("unknown mode \(mode) (full, projections, lock-image, last-vision-blocks:N, last-text-blocks:N)") }
-        guard steps >= 1 else { throw fail("steps must be at least 1") }
-        guard batch >= 2 else { throw fail("batch must be at least 2 (contrastive training compares pairs)") }
-        guard learningRate > 0, learningRate.isFinite else { throw fail("lr must be positive") }
-        guard weightDecay >= 0 else { throw fail("weight_decay must not be negative") }
+        guard (1...Self.maxSteps).contains(steps) else { throw fail("steps must be within 1...\(Self.maxSteps), got \(steps)") }
+        guard (2...Self.maxBatch).contains(batch) else {
+            throw fail("batch must be within 2...\(Self.maxBatch) (contrastive training compares pairs), got \(batch)")
+        }
+        // steps × batch bounds the training pairs loaded; checked without overflowing.
+        let (pairs, overflow) = steps.multipliedReportingOverflow(by: batch)
+        guard !overflow, pairs <= Self.maxStepPairs else {
+            throw fail("steps × batch must be at most \(Self.maxStepPairs), got \(steps) × \(batch)")
+        }
+        guard learningRate > 0, learningRate <= 1, learningRate.isFinite else { throw fail("lr must be within (0, 1], got \(learningRate)") }
+        guard weightDecay >= 0, weightDecay <= 10 else { throw fail("weight_decay must be within 0...10, got \(weightDecay)") }
         guard heldOutFraction > 0, heldOutFraction < 1 else { throw fail("held_out_fraction must be in (0, 1)") }
-        guard maxPairs >= 4 else { throw fail("max_pairs must be at least 4") }
-        guard !alphas.isEmpty, alphas.allSatisfy({ $0 >= 0 && $0 <= 1 }) else { throw fail("alphas must be values in [0, 1]") }
+        guard (4...Self.maxPairsLimit).contains(maxPairs) else { throw fail("max_pairs must be within 4...\(Self.maxPairsLimit), got \(maxPairs)") }
+        guard !alphas.isEmpty, alphas.count <= 101, alphas.allSatisfy({ $0 >= 0 && $0 <= 1 }) else {
+            throw fail("alphas must be 1 to 101 values in [0, 1]")
+        }
         guard canaryTolerance >= 0, canaryTolerance <= 1 else { throw fail("canary_tolerance must be in [0, 1]") }
-        if let w = warmupSteps, w < 0 { throw fail("warmup_steps must not be negative") }
-        guard gradClipNorm > 0 else { throw fail("grad_clip_norm must be positive") }
+        if let w = warmupSteps, !(0...Self.maxSteps).contains(w) { throw fail("warmup_steps must be within 0...\(Self.maxSteps), got \(w)") }
+        guard gradClipNorm > 0, gradClipNorm.isFinite else { throw fail("grad_clip_norm must be positive") }
+        guard minRecallGain.isFinite, minRecallGain > -1, minRecallGain < 1 else { throw fail("min_recall_gain must be within (-1, 1)") }
     }
 
     public var json: String {

@@ -43,10 +43,10 @@ struct BenchCommand: AsyncParsableCommand {
         if let arch, CLIPConfig.named(arch) == nil {
             throw ValidationError("unknown architecture \(arch); known: \(CLIPConfig.namedArchitectures.joined(separator: ", "))")
         }
-        if batch < 1 { throw ValidationError("--batch must be at least 1") }
-        if !(seconds > 0) { throw ValidationError("--seconds must be positive") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        if typicalTokens < 2 { throw ValidationError("--typical-tokens must be at least 2") }
+        try FlagRange.check(batch, "--batch", 1...4096)
+        try FlagRange.checkPositive(seconds, "--seconds", atMost: FlagRange.day)
+        try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
+        try FlagRange.check(typicalTokens, "--typical-tokens", 2...TokenizeCommand.maxContextLength)
     }
 
     func run() async throws {

@@ -44,7 +44,7 @@ struct ClassifyCommand: AsyncParsableCommand {
         let sources = [labels, labelsFile, labelSet].compactMap { $0 }.count
         if sources != 1 { throw ValidationError("give exactly one of --labels, --labels-file or --label-set") }
         if images.isEmpty { throw ValidationError("give at least one IMAGE") }
-        if topK < 1 { throw ValidationError("--top-k must be at least 1") }
+        try FlagRange.check(topK, "--top-k", 1...10_000)
     }
 
     func resolveLabelSet() async throws -> LabelSet {

@@ -23,7 +23,7 @@ struct ModelOptions: ParsableArguments {
     var threads: Int?
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
     }
 
     func load(logger: Logger) throws -> CLIPModel {
@@ -103,6 +103,10 @@ struct ImageInputOptions: ParsableArguments {
 
     @Flag(name: .customLong("fast-dct"), help: "Let libjpeg downscale by 1/2, 1/4 or 1/8 while the shortest side stays >= 2*S (faster, not identical; see Benchmarks/README.md).")
     var fastDCT = false
+
+    func validate() throws {
+        try FlagRange.checkPositive(fetchTimeout, "--fetch-timeout", atMost: 3600)
+    }
 
     func loader(model: CLIPConfig) -> ImageLoader {
         var fetch = FetchConfiguration()

@@ -17,7 +17,7 @@ struct DatabaseOptions: ParsableArguments {
         guard resolvedURL != nil else {
             throw ValidationError("missing --database-url (or set CLIPD_DATABASE_URL)")
         }
-        guard connectAttempts >= 1 else { throw ValidationError("--connect-attempts must be at least 1") }
+        try FlagRange.check(connectAttempts, "--connect-attempts", 1...1000)
     }
 
     var resolvedURL: String? {

@@ -34,9 +34,9 @@ struct FetchCommand: AsyncParsableCommand {
     var attempts: Int = 3
 
     func validate() throws {
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-        guard maxBytes > 0 else { throw ValidationError("--max-bytes must be positive") }
-        guard attempts >= 1 else { throw ValidationError("--attempts must be at least 1") }
+        try FlagRange.checkPositive(timeout, "--timeout", atMost: 3600)
+        try FlagRange.check(maxBytes, "--max-bytes", 1...(1 << 30))
+        try FlagRange.check(attempts, "--attempts", 1...100)
     }
 
     private struct Summary: Encodable {

@@ -33,8 +33,9 @@ struct FinetuneBenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         for a in arch where Self.config(a) == nil { throw ValidationError("unknown --arch \(a) (demo, tiny, \(CLIPConfig.namedArchitectures.joined(separator: ", ")))") }
-        if batch < 2 { throw ValidationError("--batch must be at least 2") }
-        if !(seconds > 0) { throw ValidationError("--seconds must be positive") }
+        try FlagRange.check(batch, "--batch", 2...4096)
+        try FlagRange.checkPositive(seconds, "--seconds", atMost: FlagRange.day)
+        try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
         for m in modes.split(separator: ",") where FineTuneMode(String(m)) == nil { throw ValidationError("unknown mode \(m)") }
         if typicalTokens < 2 || typicalTokens > 77 { throw ValidationError("--typical-tokens must be in 2...77") }
     }

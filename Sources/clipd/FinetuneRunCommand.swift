@@ -43,7 +43,12 @@ struct FinetuneParameterOptions: ParsableArguments {
 
     /// Validates by applying the options to the defaults.
     func parameters(over base: FinetuneParameters = FinetuneParameters()) throws -> FinetuneParameters {
-        do { return try base.overriding(with: try json()) } catch let failure as TrainingError { throw ValidationError(failure.message) }
+        // JSON cannot carry inf or nan: refuse them here, naming the flag.
+        try FlagRange.check(lr, "--lr", 0...1)
+        try FlagRange.check(weightDecay, "--weight-decay", 0...10)
+        try FlagRange.check(heldOutFraction, "--held-out-fraction", 0...1)
+        try FlagRange.check(canaryTolerance, "--canary-tolerance", 0...1)
+        do { return try base.overriding(with: try json()) } catch let failure as TrainingError { throw CommandFailure(failure.message) }
     }
 }
 
@@ -83,7 +88,7 @@ struct FinetuneListCommand: AsyncParsableCommand {
     @Option(help: "At most this many runs.") var limit: Int = 100
 
     func validate() throws {
-        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        try FlagRange.check(limit, "--limit", 1...100_000)
         if let status, !["scheduled", "running", "finished", "rejected", "failed", "cancelled"].contains(status) {
             throw ValidationError("unknown --status \(status)")
         }
@@ -120,10 +125,10 @@ struct FinetuneRunCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parameters.parameters()
-        if let interval, !(interval > 0) { throw ValidationError("--interval must be positive seconds") }
-        if let minNewPairs, minNewPairs < 1 { throw ValidationError("--min-new-pairs must be at least 1") }
-        if !(poll > 0) { throw ValidationError("--poll must be positive") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try FlagRange.checkPositive(interval, "--interval", atMost: 366 * FlagRange.day)
+        try FlagRange.check(minNewPairs, "--min-new-pairs", 1...1_000_000_000)
+        try FlagRange.checkPositive(poll, "--poll", atMost: FlagRange.day)
+        try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
     }
 
     func run() async throws {

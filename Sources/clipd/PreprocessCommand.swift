@@ -45,7 +45,8 @@ struct PreprocessCommand: ParsableCommand {
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give an IMAGE to preprocess") }
         guard (1...4096).contains(imageSize) else { throw ValidationError("--image-size must be between 1 and 4096") }
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        try FlagRange.check(maxPixels, "--max-pixels", 1...(1 << 31))
+        try FlagRange.checkPositive(benchSeconds, "--bench-seconds", atMost: FlagRange.day)
         guard !(fastDCT && fastDCTMax) else { throw ValidationError("choose one of --fast-dct and --fast-dct-max") }
         _ = try Self.triple(mean, name: "--mean", default: PreprocessOptions.openAIMean)
         let deviations = try Self.triple(std, name: "--std", default: PreprocessOptions.openAIStd)

@@ -39,9 +39,9 @@ struct PublishCommand: AsyncParsableCommand {
     func validate() throws {
         if brokers.isEmpty { throw ValidationError("--brokers must not be empty") }
         if topic.isEmpty { throw ValidationError("--topic must not be empty") }
-        if partitions < 1 { throw ValidationError("--partitions must be at least 1") }
-        if replicationFactor < 1 { throw ValidationError("--replication-factor must be at least 1") }
-        if deliveryTimeout < 1 { throw ValidationError("--delivery-timeout must be at least 1 second") }
+        try FlagRange.check(partitions, "--partitions", 1...100_000)
+        try FlagRange.check(replicationFactor, "--replication-factor", 1...100)
+        try FlagRange.check(deliveryTimeout, "--delivery-timeout", 1...3600)
     }
 
     func run() async throws {

@@ -43,6 +43,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("stop-when-idle"), help: "Drain and exit after this many seconds without new records (demos, batch jobs).")
     var stopWhenIdle: Double?
 
+    func validate() throws {
+        try FlagRange.checkPositive(stopWhenIdle, "--stop-when-idle", atMost: FlagRange.day)
+    }
+
     var overrides: [String: Any] {
         var o: [String: Any] = [:]
         let pairs: [(String, Any?)] = [

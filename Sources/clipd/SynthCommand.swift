@@ -30,8 +30,8 @@ struct SynthCommand: ParsableCommand {
 
     func validate() throws {
         guard (8...4096).contains(side) else { throw ValidationError("--side must be within 8...4096") }
-        guard variants > 0 else { throw ValidationError("--variants must be positive") }
-        if let sample, sample < 1 { throw ValidationError("--sample must be positive") }
+        try FlagRange.check(variants, "--variants", 1...10_000)
+        try FlagRange.check(sample, "--sample", 1...100_000_000)
         guard (1...100).contains(jpegQuality) else { throw ValidationError("--jpeg-quality must be within 1...100") }
     }
 

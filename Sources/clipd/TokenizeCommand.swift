@@ -24,10 +24,12 @@ struct TokenizeCommand: ParsableCommand {
         guard contextLength >= 2 else {
             throw ValidationError("--context-length must be at least 2 (start and end tokens), got \(contextLength)")
         }
-        if let seconds = benchSeconds, !(seconds > 0) {
-            throw ValidationError("--bench-seconds must be positive, got \(seconds)")
-        }
+        try FlagRange.check(contextLength, "--context-length", 2...Self.maxContextLength)
+        try FlagRange.checkPositive(benchSeconds, "--bench-seconds", atMost: FlagRange.day)
     }
+
+    /// Far above any CLIP text tower's context (77), low enough that a caption's row of ids stays small.
+    static let maxContextLength = 16_384
 
     func run() throws {
         let tokenizer: CLIPTokenizer

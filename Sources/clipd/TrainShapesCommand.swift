@@ -43,7 +43,18 @@ struct TrainShapesCommand: AsyncParsableCommand {
         guard lr > 0, weightDecay >= 0, neutralInks >= 0 else { throw ValidationError("--lr must be positive, --weight-decay and --neutral-inks non-negative") }
         guard (0...1).contains(partialCaptions), (0...1).contains(shapeSiblings) else { throw ValidationError("--partial-captions and --shape-siblings must be within 0...1") }
         guard (1...100).contains(jpegQuality) else { throw ValidationError("--jpeg-quality must be within 1...100") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
+        try FlagRange.check(steps, "--steps", 1...1_000_000)
+        try FlagRange.check(batch, "--batch", 2...4096)
+        try FlagRange.check(variants, "--variants", 1...10_000)
+        try FlagRange.check(evalEvery, "--eval-every", 1...1_000_000)
+        try FlagRange.check(lr, "--lr", 0...1)
+        try FlagRange.check(weightDecay, "--weight-decay", 0...10)
+        try FlagRange.check(adamEps, "--adam-eps", 0...1)
+        try FlagRange.check(gradClip, "--grad-clip", 0...1e6)
+        try FlagRange.check(neutralInks, "--neutral-inks", 0...100)
+        try FlagRange.check(visionWidth, "--vision-width", 4...4096)
+        try FlagRange.check(visionLayers, "--vision-layers", 1...64)
     }
 
     func run() async throws {

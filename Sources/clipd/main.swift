@@ -19,7 +19,10 @@ do {
     if error is CleanExit || ClipdCommand.exitCode(for: error) == .success {
         ClipdCommand.exit(withError: error)
     }
-    let message = ProcessSecrets.redact(ClipdCommand.fullMessage(for: error))
-    if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-    Foundation.exit(ClipdCommand.exitCode(for: error).rawValue)
+    // Every failure is one line and exit status 1, a bad flag (which the argument parser would
+    // answer with its usage text and status 64) included.
+    let brief = ClipdCommand.message(for: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+    let message = ProcessSecrets.redact(brief.hasPrefix("Error:") ? brief : "Error: " + brief)
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+    Foundation.exit(1)
 }
