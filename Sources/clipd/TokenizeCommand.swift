@@ -77,34 +77,12 @@ struct TokenizeInputError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Lines of standard input as bytes, numbered from 1; a final line without '\n' counts.
+/// Lines of standard input as bytes, numbered from 1 (`LineReader`: linear in the input).
 final class StandardInputLines {
-    private var buffer = [UInt8]()
-    private var position = 0
-    private var atEnd = false
-    private var lineNumber = 0
+    private var reader = LineReader { [UInt8](FileHandle.standardInput.readData(ofLength: 1 << 16)) }
 
     func next() -> (Int, [UInt8])? {
-        while true {
-            if let newline = buffer[position...].firstIndex(of: 0x0A) {
-                var line = Array(buffer[position..<newline])
-                if line.last == 0x0D { line.removeLast() }
-                position = newline + 1
-                lineNumber += 1
-                return (lineNumber, line)
-            }
-            if atEnd {
-                guard position < buffer.count else { return nil }
-                let line = Array(buffer[position...])
-                position = buffer.count
-                lineNumber += 1
-                return (lineNumber, line)
-            }
-            buffer.removeFirst(position)
-            position = 0
-            let chunk = FileHandle.standardInput.readData(ofLength: 1 << 16)
-            if chunk.isEmpty { atEnd = true } else { buffer.append(contentsOf: chunk) }
-        }
+        reader.next().map { ($0.number, $0.line) }
     }
 }
 
