@@ -209,6 +209,20 @@ final class FinetuneSchedulingTests: XCTestCase {
         XCTAssertEqual(try FinetuneParameters().overriding(with: merged.json), merged)
     }
 
+    func testHostileParametersAreRefusedWithoutOverflowing() {
+        let defaults = FinetuneParameters()
+        // steps × batch overflows Int: refused, not trapped.
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"steps": 4611686018427387904, "batch": 4}"#)) { XCTAssertTrue("\($0)".contains("steps"), "\($0)") }
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"steps": 1000000, "batch": 4096}"#)) { XCTAssertTrue("\($0)".contains("steps × batch"), "\($0)") }
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"batch": 100000}"#)) { XCTAssertTrue("\($0)".contains("batch"), "\($0)") }
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"max_pairs": 9223372036854775807}"#))
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"warmup_steps": 9223372036854775807}"#))
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"lr": 1e30}"#))
+        XCTAssertThrowsError(try defaults.overriding(with: #"{"alphas": []}"#))
+        // The largest allowed product is accepted.
+        XCTAssertNoThrow(try defaults.overriding(with: #"{"steps": 25000, "batch": 4000}"#))
+    }
+
     func testHeldOutSplitIsStableAndNearTheFraction() {
         let ids = (0..<4000).map { "record-\($0)" }
         let held = ids.filter { HeldOutSplit.isHeldOut($0, fraction: 0.1) }
