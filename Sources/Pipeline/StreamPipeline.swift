@@ -366,7 +366,7 @@ public final class StreamPipeline: @unchecked Sendable {
                 let failed = FailedMessage(message: r.message, recordID: r.record.id, failure: PipelineFailure(
                     .store(.rejected), "PostgreSQL refused the record: \(Self.shortened(error))", recordID: r.record.id))
                 logger.error("record refused by the database; sent to the dead-letter topic", metadata: [
-                    "id": "\(r.record.id)", "partition": "\(r.message.partition)", "offset": "\(r.message.offset)", "error": "\(error)"])
+                    "id": "\(r.record.id)", "partition": "\(r.message.partition)", "offset": "\(r.message.offset)", "error": "\(Self.shortened(error))"])
                 await sendToDeadLetters(failed)
                 pending.append(failed)
             case .failure(let f):
