@@ -61,6 +61,36 @@ final class DaemonIntegrationTests: XCTestCase {
         XCTAssertEqual(Dictionary(dlqClasses.map { ($0, 1) }, uniquingKeysWith: +), expected)
     }
 
+    func testPoisonRecordsInFrontOfGoodOnesNeverStallTheStream() async throws {
+        harness = try await DaemonHarness()
+        let h = harness!
+        // A refusal validation cannot foresee, as an operator's constraint would cause.
+        let connection = try await h.connect()
+        try await connection.query("ALTER TABLE records ADD CONSTRAINT clipd_test_poison CHECK (caption IS DISTINCT FROM 'poison')")
+        await connection.close()
+        let image = "file://\(DaemonHarness.goodImage)"
+        var messages: [(key: String?, value: String)] = [
+            // No id and a 5,000-byte key: once a 5,000-byte primary key (54000), now record.invalid.
+            (String(repeating: "k", count: 5_000), "{\"image_url\":\"\(image)\"}"),
+            (nil, "{\"id\":\"poison-1\",\"image_url\":\"\(image)\",\"caption\":\"poison\"}"),
+            // The six characters \u0000 as metadata text are accepted.
+            (nil, "{\"id\":\"good-60\",\"image_url\":\"\(image)\",\"caption\":\"a cat\",\"metadata\":{\"note\":\"\\\\u0000\"}}"),
+        ]
+        messages += goodRecords(60)
+        try await h.produce(messages)
+        let daemon = try h.startDaemon(extra: ["--stop-when-idle", "4"])
+        XCTAssertEqual(daemon.wait(timeout: 240), 0, h.daemonLogs)
+        try await assertEveryGoodRecordOnce(61)
+        let classes = try await h.grouped("SELECT error_class, count(*) FROM failed_records GROUP BY error_class")
+        XCTAssertEqual(classes, ["record.invalid": 1, "store.rejected": 1], h.daemonLogs)
+        let rejected = try await h.grouped("SELECT record_id, count(*) FROM failed_records WHERE error_class = 'store.rejected' GROUP BY record_id")
+        XCTAssertEqual(rejected, ["poison-1": 1], "the refused record keeps its id")
+        let stored = try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets")
+        XCTAssertEqual(stored, 63, "stored offsets reach the end")
+        let note = try await h.count("SELECT count(*) FROM records WHERE metadata->>'note' = '\\u0000'")
+        XCTAssertEqual(note, 1, "literal \\u0000 text stored as text")
+    }
+
     func testKillNineFiveTimesLosesAndDuplicatesNothing() async throws {
         harness = try await DaemonHarness()
         let h = harness!
