@@ -16,7 +16,8 @@ do {
     try await runParsed(&command)
 } catch {
     // Error messages pass through the same redaction as log lines: no database secret is printed.
-    if error is CleanExit || ClipdCommand.exitCode(for: error) == .success {
+    // Help, a clean exit and an explicit exit status (the command already said why) print as usual.
+    if error is CleanExit || error is ExitCode || ClipdCommand.exitCode(for: error) == .success {
         ClipdCommand.exit(withError: error)
     }
     // Every failure is one line and exit status 1, a bad flag (which the argument parser would
