@@ -43,11 +43,12 @@ struct FinetuneParameterOptions: ParsableArguments {
 
     /// Validates by applying the options to the defaults.
     func parameters(over base: FinetuneParameters = FinetuneParameters()) throws -> FinetuneParameters {
-        // JSON cannot carry inf or nan: refuse them here, naming the flag.
-        try FlagRange.check(lr, "--lr", 0...1)
-        try FlagRange.check(weightDecay, "--weight-decay", 0...10)
-        try FlagRange.check(heldOutFraction, "--held-out-fraction", 0...1)
-        try FlagRange.check(canaryTolerance, "--canary-tolerance", 0...1)
+        // JSON cannot carry inf or nan: refuse them here, naming the flag (the ranges are the
+        // parameters' own, checked by FinetuneParameters.validate).
+        try FlagRange.checkFinite(lr, "--lr")
+        try FlagRange.checkFinite(weightDecay, "--weight-decay")
+        try FlagRange.checkFinite(heldOutFraction, "--held-out-fraction")
+        try FlagRange.checkFinite(canaryTolerance, "--canary-tolerance")
         do { return try base.overriding(with: try json()) } catch let failure as TrainingError { throw CommandFailure(failure.message) }
     }
 }

@@ -16,6 +16,12 @@ enum FlagRange {
         }
     }
 
+    /// A finite number.
+    static func checkFinite<T: BinaryFloatingPoint>(_ value: T?, _ flag: String) throws {
+        guard let value, !value.isFinite else { return }
+        throw CommandFailure("\(flag) must be a finite number, got \(value)")
+    }
+
     /// A finite number above zero and at most `maximum` (durations, rates).
     static func checkPositive<T: BinaryFloatingPoint>(_ value: T?, _ flag: String, atMost maximum: T) throws {
         guard let value else { return }
