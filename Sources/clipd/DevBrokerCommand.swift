@@ -46,6 +46,8 @@ struct DevBrokerCommand: AsyncParsableCommand {
     var stdinCommands = false
 
     func validate() throws {
+        if brokers < 1 { throw ValidationError("--brokers must be at least 1") }
+        if partitions < 1 { throw ValidationError("--partitions must be at least 1") }
         try FlagRange.check(brokers, "--brokers", 1...16)
         try FlagRange.check(partitions, "--partitions", 1...1024)
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be between 1 and 65535") }
