@@ -275,7 +275,13 @@ struct PickleMachine {
     private mutating func push(_ v: PickleValue) { stack.append(Item(value: v, depth: 0)) }
     /// Pushes a container built from `children`, refusing nesting beyond the limit.
     private mutating func push(_ v: PickleValue, children: [Item]) throws {
-        let depth = 1 + (children.map(\.depth).max() ?? 0)
+        try push(v, depth: 1 + (children.map(\.depth).max() ?? 0))
+    }
+    /// Pushes a container that grew: its depth stays unless a new element is deeper.
+    private mutating func push(_ v: PickleValue, extending container: Item, with added: [Item]) throws {
+        try push(v, depth: max(max(container.depth, 1), 1 + (added.map(\.depth).max() ?? 0)))
+    }
+    private mutating func push(_ v: PickleValue, depth: Int) throws {
         guard depth <= CheckpointLimits.maxPickleDepth else {
             throw fail("containers nested more than \(CheckpointLimits.maxPickleDepth) deep at byte \(pos - 1)")
         }
@@ -384,27 +390,27 @@ struct PickleMachine {
                 guard case .list(var l) = list.value else { throw fail("APPEND to a non-list") }
                 try charge(l.count)
                 l.append(v.value)
-                try push(.list(l), children: [list, v])
+                try push(.list(l), extending: list, with: [v])
             case 0x65:                                                  // APPENDS
                 let items = try popToMark()
                 let list = try pop()
                 guard case .list(var l) = list.value else { throw fail("APPENDS to a non-list") }
                 try charge(l.count)
                 l += items.map(\.value)
-                try push(.list(l), children: [list] + items)
+                try push(.list(l), extending: list, with: items)
             case 0x73:                                                  // SETITEM
                 let v = try pop(), k = try pop(), dict = try pop()
                 guard case .dict(var d) = dict.value else { throw fail("SETITEM on a non-dict") }
                 try charge(d.count)
                 d.append((k.value, v.value))
-                try push(.dict(d), children: [dict, k, v])
+                try push(.dict(d), extending: dict, with: [k, v])
             case 0x75:                                                  // SETITEMS
                 let items = try popToMark()
                 let dict = try pop()
                 guard items.count % 2 == 0, case .dict(var d) = dict.value else { throw fail("bad SETITEMS") }
                 try charge(d.count)
                 for j in stride(from: 0, to: items.count, by: 2) { d.append((items[j].value, items[j + 1].value)) }
-                try push(.dict(d), children: [dict] + items)
+                try push(.dict(d), extending: dict, with: items)
             case 0x51:                                                  // BINPERSID
                 let pid = try pop()
                 push(try persistentLoad(pid.value))

@@ -52,7 +52,8 @@ final class AspectRatioTests: XCTestCase {
         repeat {
             let n = min(65_535, raw.count - offset)
             let last: UInt8 = offset + n == raw.count ? 1 : 0
-            z += [last, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
+            let header: [UInt8] = [last, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
+            z += header
             z += raw[offset..<(offset + n)]
             offset += n
         } while offset < raw.count
@@ -60,9 +61,16 @@ final class AspectRatioTests: XCTestCase {
         for byte in raw { a = (a + UInt32(byte)) % 65_521; b = (b + a) % 65_521 }
         z += be32(b << 16 | a)
         var out: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
-        out += chunk("IHDR", be32(UInt32(width)) + be32(UInt32(height)) + [8, colorType, 0, 0, 0])
+        let ihdr: [UInt8] = be32(UInt32(width)) + be32(UInt32(height)) + [8, colorType, 0, 0, 0]
+        out += chunk("IHDR", ihdr)
         if colorType == 3 {
-            out += chunk("PLTE", (0..<256).flatMap { i in [UInt8(i), UInt8(255 - i), UInt8((i * 7) & 0xFF)] })
+            var palette: [UInt8] = []
+            for i in 0..<256 {
+                palette.append(UInt8(i))
+                palette.append(UInt8(255 - i))
+                palette.append(UInt8((i * 7) & 0xFF))
+            }
+            out += chunk("PLTE", palette)
         }
         if exifAt == .beforePixels { out += chunk("eXIf", exif(orientation: exifOrientation)) }
         out += chunk("IDAT", z)
