@@ -67,6 +67,12 @@ final class HostileCheckpointTests: XCTestCase {
         expectError(try write(data, "hlen.safetensors"), [.corrupt], mentioning: ["hlen.safetensors", "header length"])
     }
 
+    func testSafetensorsHeaderNestedAMillionDeep() throws {
+        let header = String(repeating: "[", count: 1_000_000) + String(repeating: "]", count: 1_000_000)
+        let path = try write(safetensors(header: header, body: Data()), "nested.safetensors")
+        expectError(path, [.corrupt], mentioning: ["nested.safetensors"])
+    }
+
     func testSafetensorsOverlappingTensorsAreRefused() throws {
         // Two tensors reading the same bytes would let a file hold less than its weights take.
         let path = try write(safetensors(header: #"{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}}"#),
