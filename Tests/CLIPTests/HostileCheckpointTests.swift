@@ -227,7 +227,15 @@ final class HostileCheckpointTests: XCTestCase {
         XCTAssertEqual(tensors["t"]?.floats(), [1, 4, 2, 5, 3, 6])
     }
 
+    static func peakResidentKilobytes() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss
+    }
+
     func testStrideZeroViewsAreNotExpanded() throws {
+        let before = Self.peakResidentKilobytes()
+        defer { XCTAssertLessThan(Self.peakResidentKilobytes() - before, 256 * 1024, "the views were expanded") }
         // 4 bytes of storage viewed as 32768 x 32768 floats (4 GB) through stride 0.
         let storage = Data(count: 4)
         let path = try pickleFile("stride0.pt", statePickle([("visual.proj", "0", "FloatStorage", 0, [32768, 32768], [0, 0])]),
