@@ -74,6 +74,7 @@ let package = Package(
             "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "CLIP", "CLIPTokenizer",
             "Tensor", "Executors",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The command line: flags, config layering, logging and metrics bootstrap.

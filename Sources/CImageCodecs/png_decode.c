@@ -38,12 +38,13 @@ static void on_png_warning(png_structp png, png_const_charp text) {
 }
 
 cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
-                          cic_image *image, char *message) {
+                          const cic_region *region, cic_image *image, char *message) {
     png_reader reader = {data, size, 0, 0, {0}};
     png_structp png = NULL;
     png_infop info = NULL;
     unsigned char *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
+    unsigned char *volatile scratch = NULL;
 
     memset(image, 0, sizeof(*image));
     if (size == 0) {
@@ -67,6 +68,7 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
         png_destroy_read_struct(&png, &info, NULL);
         free(pixels);
         free(rows);
+        free(scratch);
         return status;
     }
     png_set_read_fn(png, &reader, read_from_memory);
@@ -122,19 +124,54 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
         png_destroy_read_struct(&png, &info, NULL);
         return CIC_CORRUPT;
     }
-    pixels = malloc(row_bytes * height);
-    rows = malloc(sizeof(png_bytep) * height);
-    if (pixels == NULL || rows == NULL) {
-        snprintf(message, CIC_MESSAGE_CAPACITY, "out of memory for the decoded image");
-        png_destroy_read_struct(&png, &info, NULL);
-        free(pixels);
-        free(rows);
-        return CIC_TOO_LARGE;
+    /* A region (non-interlaced pictures only: Adam7 passes revisit every row) keeps only its
+       rows and columns; every row is still decoded, so damage anywhere is still reported. */
+    uint32_t rx = 0, ry = 0, rw = width, rh = height;
+    int interlaced = png_get_interlace_type(png, info) != PNG_INTERLACE_NONE;
+    if (region != NULL && !interlaced && region->width > 0 && region->height > 0 &&
+        region->x < width && region->y < height &&
+        region->width <= width - region->x && region->height <= height - region->y) {
+        rx = region->x;
+        ry = region->y;
+        rw = region->width;
+        rh = region->height;
     }
-    for (png_uint_32 y = 0; y < height; y++) {
-        rows[y] = pixels + (size_t)y * row_bytes;
+    size_t kept_row_bytes = (size_t)rw * channels;
+    if (rw == width && rh == height) {
+        pixels = malloc(row_bytes * height);
+        rows = malloc(sizeof(png_bytep) * height);
+        if (pixels == NULL || rows == NULL) {
+            snprintf(message, CIC_MESSAGE_CAPACITY, "out of memory for the decoded image");
+            png_destroy_read_struct(&png, &info, NULL);
+            free(pixels);
+            free(rows);
+            return CIC_TOO_LARGE;
+        }
+        image->allocated_bytes = (uint64_t)row_bytes * height + sizeof(png_bytep) * (uint64_t)height;
+        for (png_uint_32 y = 0; y < height; y++) {
+            rows[y] = pixels + (size_t)y * row_bytes;
+        }
+        png_read_image(png, rows);
+    } else {
+        pixels = malloc(kept_row_bytes * rh);
+        scratch = malloc(row_bytes);
+        if (pixels == NULL || scratch == NULL) {
+            snprintf(message, CIC_MESSAGE_CAPACITY, "out of memory for the decoded image");
+            png_destroy_read_struct(&png, &info, NULL);
+            free(pixels);
+            free(scratch);
+            return CIC_TOO_LARGE;
+        }
+        image->allocated_bytes = (uint64_t)kept_row_bytes * rh + row_bytes;
+        for (png_uint_32 y = 0; y < height; y++) {
+            png_read_row(png, scratch, NULL);
+            if (y >= ry && y - ry < rh) {
+                memcpy(pixels + (size_t)(y - ry) * kept_row_bytes, scratch + (size_t)rx * channels, kept_row_bytes);
+            }
+        }
+        free(scratch);
+        scratch = NULL;
     }
-    png_read_image(png, rows);
     png_read_end(png, info);
     uint32_t orientation = 1;
     png_uint_32 exif_length = 0;
@@ -152,8 +189,10 @@ cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_p
     image->source_height = height;
     image->width = width;
     image->height = height;
-    image->region_width = width;
-    image->region_height = height;
+    image->region_x = rx;
+    image->region_y = ry;
+    image->region_width = rw;
+    image->region_height = rh;
     image->channels = channels == 1 ? CIC_PIXELS_GRAY : CIC_PIXELS_RGB;
     image->scale_denominator = 1;
     image->exif_orientation = orientation;

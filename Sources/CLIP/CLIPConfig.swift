@@ -79,20 +79,60 @@ public struct CLIPConfig: Sendable, Equatable, Codable {
 
     public static let namedArchitectures = ["ViT-B-32", "ViT-B-16", "ViT-L-14", "ViT-L-14-336"]
 
-    /// Checks the combination is one the engine can run.
+    /// Upper bounds of every architecture number a checkpoint may declare. The largest real
+    /// CLIP, ViT-bigG/14 (vision 1664 wide x 48 layers, MLP 8192, text 1280 x 32, 2.5 G
+    /// parameters), fits with a wide margin; anything beyond is refused before memory is sized.
+    public enum Limits {
+        public static let maxWidth = 16_384
+        public static let maxLayers = 256
+        public static let maxHeads = 256
+        public static let maxMLPWidth = 65_536
+        public static let maxEmbedDim = 16_384
+        public static let maxImageSize = 2_048
+        /// Most image patches (grid x grid): 1024, as at 448 px with 14 px patches, times 4.
+        public static let maxPatches = 4_096
+        public static let maxContextLength = 4_096
+        public static let maxVocabSize = 1_048_576
+        /// Most parameters of a model (16 G, 64 GB as Float32).
+        public static let maxParameters = 16 << 30
+    }
+
+    /// Checks the combination is one the engine can run and every number is within `Limits`.
     public func validate() throws {
         func fail(_ m: String) -> CLIPError { CLIPError(.unsupportedArchitecture, m) }
-        guard embedDim > 0, imageSize > 0, patchSize > 0, imageSize % patchSize == 0 else {
+        func check(_ name: String, _ value: Int, _ range: ClosedRange<Int>) throws {
+            guard range.contains(value) else { throw fail("\(name) \(value) is outside \(range.lowerBound)...\(range.upperBound)") }
+        }
+        try check("embed_dim", embedDim, 1...Limits.maxEmbedDim)
+        try check("image_size", imageSize, 1...Limits.maxImageSize)
+        try check("patch_size", patchSize, 1...imageSize)
+        guard imageSize % patchSize == 0 else {
             throw fail("image size \(imageSize) is not a multiple of patch size \(patchSize)")
         }
+        try check("patches per image", gridSize * gridSize, 1...Limits.maxPatches)
         for (name, tower) in [("vision", vision), ("text", text)] {
-            guard tower.width > 0, tower.layers >= 0, tower.heads > 0, tower.mlpWidth > 0,
-                  tower.width % tower.heads == 0 else {
+            try check("\(name) width", tower.width, 1...Limits.maxWidth)
+            try check("\(name) layers", tower.layers, 0...Limits.maxLayers)
+            try check("\(name) heads", tower.heads, 1...min(Limits.maxHeads, tower.width))
+            try check("\(name) MLP width", tower.mlpWidth, 1...Limits.maxMLPWidth)
+            guard tower.width % tower.heads == 0 else {
                 throw fail("\(name) width \(tower.width) is not divisible by \(tower.heads) heads")
             }
         }
-        guard contextLength > 0, vocabSize > 0 else { throw fail("invalid text context or vocabulary") }
+        try check("context length", contextLength, 1...Limits.maxContextLength)
+        try check("vocabulary size", vocabSize, 1...Limits.maxVocabSize)
+        guard layerNormEps.isFinite, layerNormEps > 0, layerNormEps < 1 else {
+            throw fail("layer norm epsilon \(layerNormEps) is not in (0, 1)")
+        }
         guard imageMean.count == 3, imageStd.count == 3 else { throw fail("image mean/std need 3 values") }
+        guard imageMean.allSatisfy(\.isFinite), imageStd.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw fail("image mean/std must be finite with a positive std")
+        }
+        // Every number is bounded above, so this sum cannot overflow.
+        let total = parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        guard total <= Limits.maxParameters else {
+            throw fail("the architecture has \(total) parameters, more than \(Limits.maxParameters)")
+        }
     }
 
     /// Every parameter of the model in OpenAI/open_clip naming, with its shape, in a fixed order.

@@ -31,7 +31,8 @@ public enum CheckpointLoader {
                 throw CLIPError(.unsupportedFormat, "\(path): Hugging Face tensor names but no config.json beside it")
             }
             return try assemble(config: try hfConfig(configURL, preprocessor: dir.appendingPathComponent("preprocessor_config.json")),
-                                tensors: tensors, naming: .huggingFace, format: "huggingface", path: path, metadata: metadata)
+                                tensors: tensors, naming: .huggingFace, format: "huggingface", path: path, metadata: metadata,
+                                fileBytes: fileSize(url))
         }
         let config: CLIPConfig
         if let embedded = metadata["clipd.config"] {
@@ -39,14 +40,20 @@ public enum CheckpointLoader {
             guard let decoded = try? JSONDecoder().decode(CLIPConfig.self, from: Data(embedded.utf8)) else {
                 throw CLIPError(.corrupt, "\(path): unreadable clipd.config metadata")
             }
-            try decoded.validate()
+            do { try decoded.validate() } catch let e as CLIPError {
+                throw CLIPError(e.kind, "\(path): clipd.config metadata: \(e.message)")
+            }
             config = decoded
         } else {
             config = try openAIConfig(tensors: tensors, configURL: dir.appendingPathComponent("open_clip_config.json"), file: path)
         }
         return try assemble(config: config, tensors: tensors, naming: .openAI,
                             format: url.pathExtension == "safetensors" ? "openai-safetensors" : "openai-torch",
-                            path: path, metadata: metadata)
+                            path: path, metadata: metadata, fileBytes: fileSize(url))
+    }
+
+    static func fileSize(_ url: URL) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.intValue ?? 0
     }
 
     static func readTensors(_ url: URL) throws -> ([String: CheckpointTensor], [String: String]) {
@@ -76,6 +83,7 @@ public enum CheckpointLoader {
             let cfg = try hfConfig(config, preprocessor: dir.appendingPathComponent("preprocessor_config.json"))
             var tensors: [String: CheckpointTensor] = [:]
             var metadata: [String: String] = [:]
+            var fileBytes = 0
             let index = dir.appendingPathComponent("model.safetensors.index.json")
             if fm.fileExists(atPath: index.path) {
                 guard let json = try? JSONSerialization.jsonObject(with: Data(contentsOf: index)) as? [String: Any],
@@ -84,6 +92,7 @@ public enum CheckpointLoader {
                 }
                 for shard in Set(map.values).sorted() {
                     let (t, m) = try readTensors(dir.appendingPathComponent(shard))
+                    fileBytes += fileSize(dir.appendingPathComponent(shard))
                     tensors.merge(t) { a, _ in a }
                     metadata.merge(m) { a, _ in a }
                 }
@@ -92,10 +101,12 @@ public enum CheckpointLoader {
                 }
             } else if let file = ["model.safetensors", "pytorch_model.bin"].map({ dir.appendingPathComponent($0) }).first(where: { fm.fileExists(atPath: $0.path) }) {
                 (tensors, metadata) = try readTensors(file)
+                fileBytes = fileSize(file)
             } else {
                 throw CLIPError(.fileNotFound, "\(dir.path): config.json but no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
             }
-            return try assemble(config: cfg, tensors: tensors, naming: .huggingFace, format: "huggingface", path: dir.path, metadata: metadata)
+            return try assemble(config: cfg, tensors: tensors, naming: .huggingFace, format: "huggingface", path: dir.path,
+                                metadata: metadata, fileBytes: fileBytes)
         }
         // An open_clip style directory: one weights file next to open_clip_config.json.
         let files = (try? fm.contentsOfDirectory(atPath: dir.path)) ?? []
@@ -134,7 +145,13 @@ public enum CheckpointLoader {
         }
         let v = json["vision_config"] as? [String: Any] ?? [:]
         let t = json["text_config"] as? [String: Any] ?? [:]
-        func int(_ d: [String: Any], _ k: String, _ def: Int) -> Int { (d[k] as? NSNumber)?.intValue ?? def }
+        func int(_ d: [String: Any], _ k: String, _ def: Int) throws -> Int {
+            guard let value = d[k], !(value is NSNull) else { return def }
+            guard let i = CheckpointLimits.integer(value) else {
+                throw CLIPError(.unsupportedArchitecture, "\(url.path): \(k) is \(value), not an integer in range")
+            }
+            return i
+        }
         let vAct = try activation(v["hidden_act"] as? String, file: url.path)
         let tAct = try activation(t["hidden_act"] as? String, file: url.path)
         guard vAct == tAct else {
@@ -147,15 +164,15 @@ public enum CheckpointLoader {
             if let s = pre["image_std"] as? [NSNumber], s.count == 3 { std = s.map { $0.floatValue } }
         }
         let config = CLIPConfig(
-            embedDim: int(json, "projection_dim", 512),
-            imageSize: int(v, "image_size", 224), patchSize: int(v, "patch_size", 32),
-            vision: .init(width: int(v, "hidden_size", 768), layers: int(v, "num_hidden_layers", 12),
-                          heads: int(v, "num_attention_heads", 12), mlpWidth: int(v, "intermediate_size", 3072)),
-            contextLength: int(t, "max_position_embeddings", 77), vocabSize: int(t, "vocab_size", 49408),
-            text: .init(width: int(t, "hidden_size", 512), layers: int(t, "num_hidden_layers", 12),
-                        heads: int(t, "num_attention_heads", 8), mlpWidth: int(t, "intermediate_size", 2048)),
+            embedDim: try int(json, "projection_dim", 512),
+            imageSize: try int(v, "image_size", 224), patchSize: try int(v, "patch_size", 32),
+            vision: .init(width: try int(v, "hidden_size", 768), layers: try int(v, "num_hidden_layers", 12),
+                          heads: try int(v, "num_attention_heads", 12), mlpWidth: try int(v, "intermediate_size", 3072)),
+            contextLength: try int(t, "max_position_embeddings", 77), vocabSize: try int(t, "vocab_size", 49408),
+            text: .init(width: try int(t, "hidden_size", 512), layers: try int(t, "num_hidden_layers", 12),
+                        heads: try int(t, "num_attention_heads", 8), mlpWidth: try int(t, "intermediate_size", 2048)),
             activation: vAct, layerNormEps: eps, imageMean: mean, imageStd: std)
-        try config.validate()
+        do { try config.validate() } catch let e as CLIPError { throw CLIPError(e.kind, "\(url.path): \(e.message)") }
         return config
     }
 
@@ -186,10 +203,15 @@ public enum CheckpointLoader {
         guard conv.count == 4, visualPos.count == 2, textProj.count == 2, tokenEmb.count == 2, textPos.count == 2, lnFinal.count == 1 else {
             throw CLIPError(.shapeMismatch, "\(file): unexpected tensor ranks for a CLIP ViT state dict")
         }
-        let grid = Int(Double(visualPos[0] - 1).squareRoot().rounded())
+        // Checked: these numbers come from the file and are validated against the limits below.
+        let tokens = visualPos[0] - 1
+        guard tokens >= 1, tokens <= CLIPConfig.Limits.maxPatches, conv[3] >= 1, conv[3] <= CLIPConfig.Limits.maxImageSize else {
+            throw CLIPError(.unsupportedArchitecture, "\(file): visual.positional_embedding \(visualPos) and visual.conv1.weight \(conv) do not describe a supported ViT")
+        }
+        let grid = Int(Double(tokens).squareRoot().rounded())
         let vWidth = conv[0], tWidth = lnFinal[0]
-        let vMLP = tensors["visual.transformer.resblocks.0.mlp.c_fc.weight"]?.shape.first ?? 4 * vWidth
-        let tMLP = tensors["transformer.resblocks.0.mlp.c_fc.weight"]?.shape.first ?? 4 * tWidth
+        let vMLP = tensors["visual.transformer.resblocks.0.mlp.c_fc.weight"]?.shape.first ?? CheckpointLimits.multiply(4, vWidth) ?? 0
+        let tMLP = tensors["transformer.resblocks.0.mlp.c_fc.weight"]?.shape.first ?? CheckpointLimits.multiply(4, tWidth) ?? 0
         var config = CLIPConfig(
             embedDim: textProj[1], imageSize: conv[3] * grid, patchSize: conv[3],
             vision: .init(width: vWidth, layers: layers("visual.transformer.resblocks"), heads: max(1, vWidth / 64), mlpWidth: vMLP),
@@ -218,27 +240,47 @@ public enum CheckpointLoader {
             if v["layers"] is [Any] {
                 throw CLIPError(.unsupportedArchitecture, "\(configURL.path): ResNet image towers are not supported, only ViT")
             }
-            func num(_ d: [String: Any], _ k: String) -> Double? { (d[k] as? NSNumber)?.doubleValue }
-            if let e = num(cfg, "embed_dim") { config.embedDim = Int(e) }
-            if let s = num(v, "image_size") { config.imageSize = Int(s) }
-            if let p = num(v, "patch_size") { config.patchSize = Int(p) }
-            if let w = num(v, "width") { config.vision.width = Int(w) }
-            if let l = num(v, "layers") { config.vision.layers = Int(l) }
-            config.vision.heads = config.vision.width / Int(num(v, "head_width") ?? 64)
-            config.vision.mlpWidth = Int(Double(config.vision.width) * (num(v, "mlp_ratio") ?? 4))
-            if let c = num(t, "context_length") { config.contextLength = Int(c) }
-            if let vs = num(t, "vocab_size") { config.vocabSize = Int(vs) }
-            if let w = num(t, "width") { config.text.width = Int(w) }
-            if let l = num(t, "layers") { config.text.layers = Int(l) }
-            if let h = num(t, "heads") { config.text.heads = Int(h) }
-            config.text.mlpWidth = Int(Double(config.text.width) * (num(t, "mlp_ratio") ?? 4))
+            func bad(_ k: String, _ value: Any) -> CLIPError {
+                CLIPError(.unsupportedArchitecture, "\(configURL.path): \(k) is \(value), not a number in range")
+            }
+            func num(_ d: [String: Any], _ k: String) throws -> Double? {
+                guard let value = d[k], !(value is NSNull) else { return nil }
+                guard let x = (value as? NSNumber)?.doubleValue, x.isFinite, abs(x) <= 1e9 else { throw bad(k, value) }
+                return x
+            }
+            func int(_ d: [String: Any], _ k: String) throws -> Int? {
+                guard let value = d[k], !(value is NSNull) else { return nil }
+                guard let i = CheckpointLimits.integer(value), abs(i) <= 1_000_000_000 else { throw bad(k, value) }
+                return i
+            }
+            /// `width * ratio`, bounded (ratios come from the file).
+            func scaled(_ width: Int, _ ratio: Double?, _ k: String) throws -> Int {
+                let r = ratio ?? 4
+                guard r > 0, r <= 64 else { throw bad(k, r) }
+                return Int(Double(width) * r)
+            }
+            if let e = try int(cfg, "embed_dim") { config.embedDim = e }
+            if let s = try int(v, "image_size") { config.imageSize = s }
+            if let p = try int(v, "patch_size") { config.patchSize = p }
+            if let w = try int(v, "width") { config.vision.width = w }
+            if let l = try int(v, "layers") { config.vision.layers = l }
+            let headWidth = try int(v, "head_width") ?? 64
+            guard headWidth > 0 else { throw bad("head_width", headWidth) }
+            config.vision.heads = config.vision.width / headWidth
+            config.vision.mlpWidth = try scaled(config.vision.width, try num(v, "mlp_ratio"), "mlp_ratio")
+            if let c = try int(t, "context_length") { config.contextLength = c }
+            if let vs = try int(t, "vocab_size") { config.vocabSize = vs }
+            if let w = try int(t, "width") { config.text.width = w }
+            if let l = try int(t, "layers") { config.text.layers = l }
+            if let h = try int(t, "heads") { config.text.heads = h }
+            config.text.mlpWidth = try scaled(config.text.width, try num(t, "mlp_ratio"), "mlp_ratio")
             config.activation = (cfg["quick_gelu"] as? Bool ?? false) ? .quickGELU : .gelu
             if let pre = cfg["preprocess_cfg"] as? [String: Any] ?? json["preprocess_cfg"] as? [String: Any] {
                 if let m = pre["mean"] as? [NSNumber], m.count == 3 { config.imageMean = m.map { $0.floatValue } }
                 if let s = pre["std"] as? [NSNumber], s.count == 3 { config.imageStd = s.map { $0.floatValue } }
             }
         }
-        try config.validate()
+        do { try config.validate() } catch let e as CLIPError { throw CLIPError(e.kind, "\(file): \(e.message)") }
         return config
     }
 
@@ -303,8 +345,12 @@ public enum CheckpointLoader {
     }
 
     static func assemble(config: CLIPConfig, tensors: [String: CheckpointTensor], naming: Naming,
-                         format: String, path: String, metadata: [String: String]) throws -> LoadedCheckpoint {
+                         format: String, path: String, metadata: [String: String],
+                         fileBytes: Int = .max) throws -> LoadedCheckpoint {
         let layout = config.parameterShapes
+        // Bytes the parameters occupy in the files; views that repeat bytes cannot make a
+        // small file into a large model.
+        var storedBytes = 0
         // Validate everything before reading anything.
         var missing: [String] = []
         var used = Set<String>()
@@ -318,12 +364,14 @@ public enum CheckpointLoader {
                 guard t.shape == shape || (shape.isEmpty && t.count == 1) else {
                     throw CLIPError(.shapeMismatch, "\(path): tensor \(key) has shape \(t.shape), expected \(shape)")
                 }
+                storedBytes += t.count * t.dtype.byteSize
             case .transposed(let key):
                 guard let t = tensors[key] else { missing.append(key); continue }
                 used.insert(key)
                 guard t.shape == shape.reversed() else {
                     throw CLIPError(.shapeMismatch, "\(path): tensor \(key) has shape \(t.shape), expected \(Array(shape.reversed()))")
                 }
+                storedBytes += t.count * t.dtype.byteSize
             case .concat(let keys):
                 var total = 0
                 for key in keys {
@@ -334,6 +382,7 @@ public enum CheckpointLoader {
                         throw CLIPError(.shapeMismatch, "\(path): tensor \(key) has shape \(t.shape), expected \(part)")
                     }
                     total += t.count
+                    storedBytes += t.count * t.dtype.byteSize
                 }
                 if missing.isEmpty && total != count {
                     throw CLIPError(.shapeMismatch, "\(path): \(keys) do not add up to \(shape)")
@@ -347,6 +396,9 @@ public enum CheckpointLoader {
         let unexpected = tensors.keys.filter { !used.contains($0) && !isIgnorable($0) }.sorted()
         if !unexpected.isEmpty {
             throw CLIPError(.unexpectedTensor, "\(path): unexpected tensor\(unexpected.count > 1 ? "s" : "") \(unexpected.prefix(5).joined(separator: ", ")) (architecture differs from the config?)")
+        }
+        guard storedBytes <= fileBytes else {
+            throw CLIPError(.corrupt, "\(path): the weights take \(storedBytes) bytes but the checkpoint holds only \(fileBytes) (tensors that repeat stored bytes?)")
         }
         let params = ParameterStore(layout: layout)
         for entry in params.entries {

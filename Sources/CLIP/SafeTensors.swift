@@ -142,7 +142,7 @@ public enum SafeTensors {
         func corrupt(_ m: String) -> CLIPError { CLIPError(.corrupt, "\(file): not a valid safetensors file: \(m)") }
         guard data.count >= 8 else { throw corrupt("file is \(data.count) bytes, shorter than the 8-byte header length") }
         let headerLen = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard headerLen <= UInt64(data.count - 8), headerLen < 100_000_000 else {
+        guard headerLen <= UInt64(data.count - 8), headerLen <= UInt64(CheckpointLimits.maxHeaderBytes) else {
             throw corrupt("header length \(headerLen) exceeds the file size \(data.count) (truncated?)")
         }
         let headerData = data.subdata(in: 8..<(8 + Int(headerLen)))
@@ -153,6 +153,7 @@ public enum SafeTensors {
         let body = data.subdata(in: dataStart..<data.count)
         var tensors: [String: CheckpointTensor] = [:]
         var metadata: [String: String] = [:]
+        var ranges: [(begin: Int, end: Int, name: String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
                 if let m = value as? [String: Any] {
@@ -168,19 +169,31 @@ public enum SafeTensors {
             guard let dtype = CheckpointDType(rawValue: dtypeName) else {
                 throw CLIPError(.unsupportedFormat, "\(file): tensor \(name) has unsupported dtype \(dtypeName)")
             }
+            guard shape.count <= CheckpointLimits.maxRank else {
+                throw corrupt("tensor \(name) has \(shape.count) dimensions (at most \(CheckpointLimits.maxRank))")
+            }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw corrupt("tensor \(name) has a negative dimension") }
-            let count = shape.reduce(1, *)
+            guard let count = CheckpointLimits.elementCount(shape) else {
+                throw corrupt("tensor \(name) has shape \(shape), more than \(CheckpointLimits.maxElements) elements")
+            }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, end >= begin, end <= body.count else {
                 throw corrupt("tensor \(name) spans bytes \(begin)..<\(end) but the data section has \(body.count) bytes (truncated?)")
             }
+            // count <= maxElements (2^40) and byteSize <= 8: the product cannot overflow.
             guard end - begin == count * dtype.byteSize else {
                 throw corrupt("tensor \(name) has \(end - begin) bytes for shape \(shape) of \(dtypeName)")
             }
             guard begin % dtype.byteSize == 0 else { throw corrupt("tensor \(name) is misaligned") }
+            ranges.append((begin, end, name))
             tensors[name] = CheckpointTensor(name: name, dtype: dtype, shape: shape,
                                              strides: CheckpointTensor.contiguousStrides(shape),
                                              blob: body, elementOffset: begin / dtype.byteSize)
+        }
+        // Tensors may not share bytes: the weights can never add up to more than the file holds.
+        ranges.sort { $0.begin != $1.begin ? $0.begin < $1.begin : $0.end < $1.end }
+        for (a, b) in zip(ranges, ranges.dropFirst()) where b.begin < a.end {
+            throw corrupt("tensors \(a.name) and \(b.name) overlap (bytes \(b.begin)..<\(a.end))")
         }
         return (tensors, metadata)
     }

@@ -9,26 +9,60 @@ enum TorchCheckpoint {
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw CLIPError(.unreadable, "\(url.path): cannot read: \(error.localizedDescription)")
         }
-        let file = url.path
-        let zip = try ZipArchive(data: data, file: file)
-        guard let pickleName = zip.entries.keys.first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
+        return try parse(data, file: url.path)
+    }
+
+    /// Reads the tensors of a `torch.save` zip held in memory; `file` names it in errors.
+    static func parse(_ data: Data, file: String) throws -> [String: CheckpointTensor] {
+        let archive = try ZipArchive(data: data, file: file)
+        guard let pickleName = archive.entries.keys.sorted().first(where: { $0.hasSuffix("/data.pkl") || $0 == "data.pkl" }) else {
             throw CLIPError(.unsupportedFormat, "\(file): zip has no data.pkl: not a torch.save checkpoint")
         }
         let prefix = String(pickleName.dropLast("data.pkl".count))
-        let pickle = try zip.contents(of: pickleName)
+        let pickle = try archive.contents(of: pickleName)
         var machine = PickleMachine(bytes: pickle, file: file)
         let root = try machine.run()
         guard case .dict(let items) = root else {
             throw CLIPError(.unsupportedFormat, "\(file): the pickle holds \(root.kindName), not a state dict")
         }
         var tensors: [String: CheckpointTensor] = [:]
+        var storages: [String: Data] = [:]
         for (key, value) in items {
             guard case .string(let name) = key else { continue }
             guard case .tensor(let ref) = value else { continue }
-            let blob = try zip.contents(of: prefix + "data/" + ref.storageKey)
-            let needed = (ref.offset + maxElement(ref.shape, ref.strides)) * ref.dtype.byteSize
-            guard ref.shape.contains(0) || needed <= blob.count else {
-                throw CLIPError(.corrupt, "\(file): tensor \(name) needs \(needed) bytes of storage \(ref.storageKey) but it has \(blob.count) (truncated?)")
+            let blob: Data
+            if let cached = storages[ref.storageKey] {
+                blob = cached
+            } else {
+                blob = try archive.contents(of: prefix + "data/" + ref.storageKey)
+                storages[ref.storageKey] = blob
+            }
+            func corrupt(_ m: String) -> CLIPError { CLIPError(.corrupt, "\(file): tensor \(name): \(m)") }
+            guard let count = CheckpointLimits.elementCount(ref.shape) else {
+                throw corrupt("shape \(ref.shape) has more than \(CheckpointLimits.maxElements) elements")
+            }
+            let storageElements = blob.count / ref.dtype.byteSize
+            if count > 0 {
+                // Highest element the view touches, with checked arithmetic.
+                var last = ref.offset
+                for (size, stride) in zip(ref.shape, ref.strides) {
+                    guard let step = CheckpointLimits.multiply(size - 1, stride),
+                          let sum = CheckpointLimits.add(last, step) else {
+                        throw corrupt("view (offset \(ref.offset), shape \(ref.shape), strides \(ref.strides)) overflows")
+                    }
+                    last = sum
+                }
+                guard last < storageElements else {
+                    throw corrupt("needs element \(last) of storage \(ref.storageKey) but it has \(storageElements) (truncated?)")
+                }
+                // A view that repeats storage elements (stride 0, overlapping strides) would
+                // expand a small file into a large tensor: refuse views larger than their storage.
+                guard count <= storageElements - ref.offset else {
+                    throw corrupt("view of \(count) elements (shape \(ref.shape), strides \(ref.strides)) is larger than the \(storageElements - ref.offset) elements of storage \(ref.storageKey) it reads: repeated (stride-0 or overlapping) views are not supported")
+                }
+                guard !hasOverlap(ref.shape, ref.strides) else {
+                    throw corrupt("view (shape \(ref.shape), strides \(ref.strides)) reads some elements more than once: repeated (stride-0 or overlapping) views are not supported")
+                }
             }
             tensors[name] = CheckpointTensor(name: name, dtype: ref.dtype, shape: ref.shape, strides: ref.strides,
                                              blob: blob, elementOffset: ref.offset)
@@ -36,14 +70,25 @@ enum TorchCheckpoint {
         return tensors
     }
 
-    private static func maxElement(_ shape: [Int], _ strides: [Int]) -> Int {
-        var m = 1
-        for (s, st) in zip(shape, strides) where s > 0 { m += (s - 1) * st }
-        return m
+    /// Whether two index tuples of the view can address the same element. Sufficient test:
+    /// sorted by stride, every stride must exceed the extent of all smaller ones (the layout
+    /// of any permuted contiguous tensor or slice of one); dimensions of size 1 never repeat.
+    static func hasOverlap(_ shape: [Int], _ strides: [Int]) -> Bool {
+        var dims = zip(shape, strides).filter { $0.0 > 1 }
+        dims.sort { $0.1 < $1.1 }
+        var extent = 0   // largest offset reachable with the smaller-stride dimensions
+        for (size, stride) in dims {
+            guard stride > extent else { return true }
+            guard let span = CheckpointLimits.multiply(size - 1, stride),
+                  let e = CheckpointLimits.add(extent, span) else { return true }
+            extent = e
+        }
+        return false
     }
 }
 
 /// The entries of a zip archive (stored, i.e. uncompressed, as torch.save writes them).
+/// Every size and offset read from the file is checked against the file's length before use.
 struct ZipArchive {
     struct Entry { let method: UInt16; let compressedSize: Int; let size: Int; let localHeaderOffset: Int }
     let data: Data
@@ -56,6 +101,8 @@ struct ZipArchive {
         func corrupt(_ m: String) -> CLIPError { CLIPError(.corrupt, "\(file): not a valid zip checkpoint: \(m)") }
         let n = data.count
         guard n >= 22 else { throw corrupt("file too short (\(n) bytes)") }
+        // A 64-bit field from the file as an offset or size within it (nil when larger than the file).
+        func within(_ v: UInt64) -> Int? { v <= UInt64(n) ? Int(v) : nil }
         // End of central directory: scan back over a possible comment.
         var eocd = -1
         var i = n - 22
@@ -69,38 +116,57 @@ struct ZipArchive {
         var cdSize = Int(u32(eocd + 12))
         var cdOffset = Int(u32(eocd + 16))
         // Zip64 end of central directory locator precedes the EOCD when present.
-        if (count == 0xFFFF || cdOffset == 0xFFFF_FFFF), eocd >= 20, u32(eocd - 20) == 0x0706_4B50 {
-            let z64 = Int(u64(eocd - 20 + 8))
-            guard z64 + 56 <= n, u32(z64) == 0x0606_4B50 else { throw corrupt("bad zip64 record") }
-            count = Int(u64(z64 + 32))
-            cdSize = Int(u64(z64 + 40))
-            cdOffset = Int(u64(z64 + 48))
+        if count == 0xFFFF || cdOffset == 0xFFFF_FFFF || cdSize == 0xFFFF_FFFF, eocd >= 20, u32(eocd - 20) == 0x0706_4B50 {
+            guard let z64 = within(u64(eocd - 20 + 8)), z64 <= n - 56, u32(z64) == 0x0606_4B50 else {
+                throw corrupt("bad zip64 end-of-central-directory record")
+            }
+            guard let c = within(u64(z64 + 32)), let size = within(u64(z64 + 40)), let offset = within(u64(z64 + 48)) else {
+                throw corrupt("zip64 central directory fields exceed the file size \(n)")
+            }
+            (count, cdSize, cdOffset) = (c, size, offset)
         }
-        guard cdOffset >= 0, cdOffset + cdSize <= n else { throw corrupt("central directory outside the file (truncated?)") }
+        guard cdOffset <= n, cdSize <= n - cdOffset else { throw corrupt("central directory outside the file (truncated?)") }
+        // Each central directory entry takes at least 46 bytes.
+        guard count <= cdSize / 46 else { throw corrupt("\(count) entries cannot fit in a \(cdSize)-byte central directory") }
         var p = cdOffset
+        let cdEnd = cdOffset + cdSize
         for _ in 0..<count {
-            guard p + 46 <= n, u32(p) == 0x0201_4B50 else { throw corrupt("bad central directory entry") }
+            guard p <= cdEnd - 46, u32(p) == 0x0201_4B50 else { throw corrupt("bad central directory entry") }
             let method = u16(p + 10)
             var csize = Int(u32(p + 20)), usize = Int(u32(p + 24))
             let nameLen = Int(u16(p + 28)), extraLen = Int(u16(p + 30)), commentLen = Int(u16(p + 32))
             var local = Int(u32(p + 42))
-            guard p + 46 + nameLen + extraLen <= n else { throw corrupt("entry name outside the file") }
+            guard nameLen + extraLen + commentLen <= cdEnd - p - 46 else { throw corrupt("entry name outside the central directory") }
             let name = String(decoding: data[(data.startIndex + p + 46)..<(data.startIndex + p + 46 + nameLen)], as: UTF8.self)
             // Zip64 extra field: sizes and offset that overflowed 32 bits, in this order.
             var e = p + 46 + nameLen
             let extraEnd = e + extraLen
             while e + 4 <= extraEnd {
                 let tag = u16(e), size = Int(u16(e + 2))
+                let fieldEnd = e + 4 + size
+                guard fieldEnd <= extraEnd else { throw corrupt("extra field of \(name) runs past its entry") }
                 if tag == 0x0001 {
                     var q = e + 4
-                    if usize == 0xFFFF_FFFF { usize = Int(u64(q)); q += 8 }
-                    if csize == 0xFFFF_FFFF { csize = Int(u64(q)); q += 8 }
-                    if local == 0xFFFF_FFFF { local = Int(u64(q)); q += 8 }
+                    func next() throws -> Int {
+                        guard q + 8 <= fieldEnd else { throw corrupt("zip64 extra field of \(name) is too short") }
+                        guard let v = within(u64(q)) else { throw corrupt("zip64 size or offset of \(name) exceeds the file size \(n)") }
+                        q += 8
+                        return v
+                    }
+                    if usize == 0xFFFF_FFFF { usize = try next() }
+                    if csize == 0xFFFF_FFFF { csize = try next() }
+                    if local == 0xFFFF_FFFF { local = try next() }
                 }
-                e += 4 + size
+                e = fieldEnd
             }
+            guard entries[name] == nil else { throw corrupt("entry \(name) appears twice") }
             entries[name] = Entry(method: method, compressedSize: csize, size: usize, localHeaderOffset: local)
             p += 46 + nameLen + extraLen + commentLen
+        }
+        // Entries may not share bytes, so their sizes never add up to more than the file.
+        let spans = entries.values.map { ($0.localHeaderOffset, $0.localHeaderOffset + min($0.compressedSize, n)) }.sorted { $0.0 < $1.0 }
+        for (a, b) in zip(spans, spans.dropFirst()) where b.0 < a.1 {
+            throw corrupt("entries overlap at byte \(b.0)")
         }
     }
 
@@ -111,12 +177,15 @@ struct ZipArchive {
         guard e.method == 0 else {
             throw CLIPError(.unsupportedFormat, "\(file): zip entry \(name) is compressed (method \(e.method)); torch.save writes stored entries")
         }
+        guard e.compressedSize == e.size else {
+            throw CLIPError(.corrupt, "\(file): stored zip entry \(name) has compressed size \(e.compressedSize) but size \(e.size)")
+        }
         let h = e.localHeaderOffset
-        guard h + 30 <= data.count, u32(h) == 0x0403_4B50 else {
+        guard h <= data.count - 30, u32(h) == 0x0403_4B50 else {
             throw CLIPError(.corrupt, "\(file): bad local header for \(name)")
         }
         let start = h + 30 + Int(u16(h + 26)) + Int(u16(h + 28))
-        guard start + e.size <= data.count else {
+        guard start <= data.count, e.size <= data.count - start else {
             throw CLIPError(.corrupt, "\(file): entry \(name) runs past the end of the file (truncated?)")
         }
         return data.subdata(in: (data.startIndex + start)..<(data.startIndex + start + e.size))
@@ -162,13 +231,19 @@ indirect enum PickleValue {
     }
 }
 
-/// A pickle interpreter restricted to the data a tensor state dict contains.
+/// A pickle interpreter restricted to the data a tensor state dict contains. Every length is
+/// checked against the bytes left, containers nest at most `CheckpointLimits.maxPickleDepth`
+/// deep, and the elements copied while building containers are budgeted.
 struct PickleMachine {
+    /// A value on the stack or in the memo with the depth of its nesting.
+    struct Item { var value: PickleValue; var depth: Int }
+
     let bytes: Data
     let file: String
     var pos = 0
-    var stack: [PickleValue] = []
-    var memo: [Int: PickleValue] = [:]
+    var stack: [Item] = []
+    var memo: [Int: Item] = [:]
+    var work = 0
 
     init(bytes: Data, file: String) {
         self.bytes = Data(bytes)
@@ -178,16 +253,18 @@ struct PickleMachine {
     private func fail(_ m: String) -> CLIPError { CLIPError(.corrupt, "\(file): cannot read the checkpoint's pickle: \(m)") }
 
     private mutating func take(_ n: Int) throws -> Data {
-        guard n >= 0, pos + n <= bytes.count else { throw fail("unexpected end of data") }
+        guard n >= 0, n <= bytes.count - pos else { throw fail("a length of \(n) bytes at byte \(pos) runs past the end of the pickle (\(bytes.count) bytes)") }
         defer { pos += n }
         return bytes.subdata(in: pos..<(pos + n))
     }
     private mutating func byte() throws -> UInt8 { try take(1).first! }
+    /// Unsigned little-endian integer of `n` bytes (n <= 8); nil when it does not fit an Int.
     private mutating func uint(_ n: Int) throws -> Int {
         let d = try take(n)
-        var v = 0
-        for (i, b) in d.enumerated() { v |= Int(b) << (8 * i) }
-        return v
+        var v: UInt64 = 0
+        for (i, b) in d.enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+        guard v <= UInt64(Int.max) else { throw fail("length \(v) at byte \(pos - n) is too large") }
+        return Int(v)
     }
     private mutating func line() throws -> String {
         guard let nl = bytes[pos...].firstIndex(of: 0x0A) else { throw fail("unterminated line") }
@@ -195,17 +272,47 @@ struct PickleMachine {
         pos = nl + 1
         return s
     }
-    private mutating func pop() throws -> PickleValue {
+    private mutating func push(_ v: PickleValue) { stack.append(Item(value: v, depth: 0)) }
+    /// Pushes a container built from `children`, refusing nesting beyond the limit.
+    private mutating func push(_ v: PickleValue, children: [Item]) throws {
+        try push(v, depth: 1 + (children.map(\.depth).max() ?? 0))
+    }
+    /// Pushes a container that grew: its depth stays unless a new element is deeper.
+    private mutating func push(_ v: PickleValue, extending container: Item, with added: [Item]) throws {
+        try push(v, depth: max(max(container.depth, 1), 1 + (added.map(\.depth).max() ?? 0)))
+    }
+    private mutating func push(_ v: PickleValue, depth: Int) throws {
+        guard depth <= CheckpointLimits.maxPickleDepth else {
+            throw fail("containers nested more than \(CheckpointLimits.maxPickleDepth) deep at byte \(pos - 1)")
+        }
+        stack.append(Item(value: v, depth: depth))
+    }
+    private mutating func pop() throws -> Item {
         guard let v = stack.popLast() else { throw fail("stack underflow") }
         return v
     }
-    private mutating func popToMark() throws -> [PickleValue] {
-        guard let m = stack.lastIndex(where: { if case .mark = $0 { return true } else { return false } }) else {
+    private mutating func popToMark() throws -> [Item] {
+        guard let m = stack.lastIndex(where: { if case .mark = $0.value { return true } else { return false } }) else {
             throw fail("missing MARK")
         }
         let items = Array(stack[(m + 1)...])
         stack.removeSubrange(m...)
+        try charge(items.count)
         return items
+    }
+    /// Counts copied elements against the budget (APPEND copies the list it extends).
+    private mutating func charge(_ n: Int) throws {
+        work += n + 1
+        guard work <= CheckpointLimits.maxPickleWork else {
+            throw fail("the pickle builds more than \(CheckpointLimits.maxPickleWork) container elements")
+        }
+    }
+    private mutating func remember(_ key: Int) throws {
+        guard let top = stack.last else { throw fail("memo store on an empty stack") }
+        guard key >= 0, key < CheckpointLimits.maxPickleMemo, memo.count < CheckpointLimits.maxPickleMemo || memo[key] != nil else {
+            throw fail("memo key \(key) beyond the limit of \(CheckpointLimits.maxPickleMemo)")
+        }
+        memo[key] = top
     }
 
     mutating func run() throws -> PickleValue {
@@ -214,87 +321,102 @@ struct PickleMachine {
             switch op {
             case 0x80: _ = try byte()                                   // PROTO
             case 0x95: _ = try take(8)                                  // FRAME
-            case 0x2E: return try pop()                                 // STOP
-            case 0x7D: stack.append(.dict([]))                          // EMPTY_DICT
-            case 0x5D: stack.append(.list([]))                          // EMPTY_LIST
-            case 0x29: stack.append(.tuple([]))                         // EMPTY_TUPLE
-            case 0x28: stack.append(.mark)                              // MARK
-            case 0x4E: stack.append(.none)                              // NONE
-            case 0x88: stack.append(.bool(true))                        // NEWTRUE
-            case 0x89: stack.append(.bool(false))                       // NEWFALSE
-            case 0x4B: stack.append(.int(try uint(1)))                  // BININT1
-            case 0x4D: stack.append(.int(try uint(2)))                  // BININT2
-            case 0x4A: stack.append(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))  // BININT
+            case 0x2E: return try pop().value                           // STOP
+            case 0x7D: push(.dict([]))                                  // EMPTY_DICT
+            case 0x5D: push(.list([]))                                  // EMPTY_LIST
+            case 0x29: push(.tuple([]))                                 // EMPTY_TUPLE
+            case 0x28: push(.mark)                                      // MARK
+            case 0x4E: push(.none)                                      // NONE
+            case 0x88: push(.bool(true))                                // NEWTRUE
+            case 0x89: push(.bool(false))                               // NEWFALSE
+            case 0x4B: push(.int(try uint(1)))                          // BININT1
+            case 0x4D: push(.int(try uint(2)))                          // BININT2
+            case 0x4A: push(.int(Int(Int32(truncatingIfNeeded: try uint(4)))))  // BININT
             case 0x8A:                                                  // LONG1
                 let n = Int(try byte())
                 let d = try take(n)
                 guard n <= 8 else { throw fail("integer too large") }
-                var v: Int = 0
-                for (i, b) in d.enumerated() { v |= Int(b) << (8 * i) }
-                if n > 0 && n < 8 && d.last! & 0x80 != 0 { v -= 1 << (8 * n) }
-                stack.append(.int(v))
+                var v: UInt64 = 0
+                for (i, b) in d.enumerated() { v |= UInt64(b) << (8 * UInt64(i)) }
+                if n > 0 && n < 8 && d.last! & 0x80 != 0 { v |= ~UInt64(0) << (8 * UInt64(n)) }   // sign-extend
+                push(.int(Int(bitPattern: UInt(v))))
             case 0x47:                                                  // BINFLOAT (big endian)
                 var v: UInt64 = 0
                 for b in try take(8) { v = v << 8 | UInt64(b) }
-                stack.append(.float(Double(bitPattern: v)))
-            case 0x58: let n = try uint(4); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // BINUNICODE
-            case 0x8C: let n = try uint(1); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // SHORT_BINUNICODE
-            case 0x8D: let n = try uint(8); stack.append(.string(String(decoding: try take(n), as: UTF8.self)))  // BINUNICODE8
-            case 0x54: let n = try uint(4); stack.append(.bytes(try take(n)))   // BINSTRING
-            case 0x55: let n = try uint(1); stack.append(.bytes(try take(n)))   // SHORT_BINSTRING
-            case 0x42: let n = try uint(4); stack.append(.bytes(try take(n)))   // BINBYTES
-            case 0x43: let n = try uint(1); stack.append(.bytes(try take(n)))   // SHORT_BINBYTES
+                push(.float(Double(bitPattern: v)))
+            case 0x58: let n = try uint(4); push(.string(String(decoding: try take(n), as: UTF8.self)))  // BINUNICODE
+            case 0x8C: let n = try uint(1); push(.string(String(decoding: try take(n), as: UTF8.self)))  // SHORT_BINUNICODE
+            case 0x8D: let n = try uint(8); push(.string(String(decoding: try take(n), as: UTF8.self)))  // BINUNICODE8
+            case 0x54: let n = try uint(4); push(.bytes(try take(n)))   // BINSTRING
+            case 0x55: let n = try uint(1); push(.bytes(try take(n)))   // SHORT_BINSTRING
+            case 0x42: let n = try uint(4); push(.bytes(try take(n)))   // BINBYTES
+            case 0x43: let n = try uint(1); push(.bytes(try take(n)))   // SHORT_BINBYTES
+            case 0x8E: let n = try uint(8); push(.bytes(try take(n)))   // BINBYTES8
             case 0x63:                                                  // GLOBAL
                 let module = try line(), name = try line()
-                stack.append(.global(module, name))
+                push(.global(module, name))
             case 0x93:                                                  // STACK_GLOBAL
-                let name = try pop(), module = try pop()
+                let name = try pop().value, module = try pop().value
                 guard case .string(let m) = module, case .string(let n) = name else { throw fail("bad STACK_GLOBAL") }
-                stack.append(.global(m, n))
-            case 0x71: memo[try uint(1)] = stack.last                   // BINPUT
-            case 0x72: memo[try uint(4)] = stack.last                   // LONG_BINPUT
-            case 0x94: memo[memo.count] = stack.last                    // MEMOIZE
+                push(.global(m, n))
+            case 0x71: try remember(try uint(1))                        // BINPUT
+            case 0x72: try remember(try uint(4))                        // LONG_BINPUT
+            case 0x94: try remember(memo.count)                         // MEMOIZE
             case 0x68, 0x6A:                                            // BINGET, LONG_BINGET
                 let k = try uint(op == 0x68 ? 1 : 4)
                 guard let v = memo[k] else { throw fail("memo \(k) missing") }
                 stack.append(v)
-            case 0x74: stack.append(.tuple(try popToMark()))            // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))                // TUPLE1
-            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))            // TUPLE2
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))  // TUPLE3
-            case 0x6C: stack.append(.list(try popToMark()))             // LIST
+            case 0x74:                                                  // TUPLE
+                let items = try popToMark()
+                try push(.tuple(items.map(\.value)), children: items)
+            case 0x85:                                                  // TUPLE1
+                let a = try pop()
+                try push(.tuple([a.value]), children: [a])
+            case 0x86:                                                  // TUPLE2
+                let b = try pop(), a = try pop()
+                try push(.tuple([a.value, b.value]), children: [a, b])
+            case 0x87:                                                  // TUPLE3
+                let c = try pop(), b = try pop(), a = try pop()
+                try push(.tuple([a.value, b.value, c.value]), children: [a, b, c])
+            case 0x6C:                                                  // LIST
+                let items = try popToMark()
+                try push(.list(items.map(\.value)), children: items)
             case 0x64:                                                  // DICT
                 let items = try popToMark()
                 guard items.count % 2 == 0 else { throw fail("odd DICT") }
-                stack.append(.dict(stride(from: 0, to: items.count, by: 2).map { (items[$0], items[$0 + 1]) }))
+                try push(.dict(stride(from: 0, to: items.count, by: 2).map { (items[$0].value, items[$0 + 1].value) }), children: items)
             case 0x61:                                                  // APPEND
-                let v = try pop()
-                guard case .list(var l) = try pop() else { throw fail("APPEND to a non-list") }
-                l.append(v)
-                stack.append(.list(l))
+                let v = try pop(), list = try pop()
+                guard case .list(var l) = list.value else { throw fail("APPEND to a non-list") }
+                try charge(l.count)
+                l.append(v.value)
+                try push(.list(l), extending: list, with: [v])
             case 0x65:                                                  // APPENDS
                 let items = try popToMark()
-                guard case .list(var l) = try pop() else { throw fail("APPENDS to a non-list") }
-                l += items
-                stack.append(.list(l))
+                let list = try pop()
+                guard case .list(var l) = list.value else { throw fail("APPENDS to a non-list") }
+                try charge(l.count)
+                l += items.map(\.value)
+                try push(.list(l), extending: list, with: items)
             case 0x73:                                                  // SETITEM
-                let v = try pop(), k = try pop()
-                guard case .dict(var d) = try pop() else { throw fail("SETITEM on a non-dict") }
-                d.append((k, v))
-                stack.append(.dict(d))
+                let v = try pop(), k = try pop(), dict = try pop()
+                guard case .dict(var d) = dict.value else { throw fail("SETITEM on a non-dict") }
+                try charge(d.count)
+                d.append((k.value, v.value))
+                try push(.dict(d), extending: dict, with: [k, v])
             case 0x75:                                                  // SETITEMS
                 let items = try popToMark()
-                guard items.count % 2 == 0, case .dict(var d) = try pop() else { throw fail("bad SETITEMS") }
-                for j in stride(from: 0, to: items.count, by: 2) { d.append((items[j], items[j + 1])) }
-                stack.append(.dict(d))
+                let dict = try pop()
+                guard items.count % 2 == 0, case .dict(var d) = dict.value else { throw fail("bad SETITEMS") }
+                try charge(d.count)
+                for j in stride(from: 0, to: items.count, by: 2) { d.append((items[j].value, items[j + 1].value)) }
+                try push(.dict(d), extending: dict, with: items)
             case 0x51:                                                  // BINPERSID
-                stack.append(try persistentLoad(try pop()))
-            case 0x52:                                                  // REDUCE
+                let pid = try pop()
+                push(try persistentLoad(pid.value))
+            case 0x52, 0x81:                                            // REDUCE, NEWOBJ
                 let args = try pop(), callable = try pop()
-                stack.append(try reduce(callable, args))
-            case 0x81:                                                  // NEWOBJ
-                let args = try pop(), cls = try pop()
-                stack.append(try reduce(cls, args))
+                try push(try reduce(callable.value, args.value), children: [args])
             case 0x62:                                                  // BUILD: state of an object we keep as data
                 _ = try pop()
             default:
@@ -335,6 +457,7 @@ struct PickleMachine {
         case ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"):
             guard a.count >= 4, case .storage(let key, let dtype) = a[0], case .int(let offset) = a[1],
                   let shape = ints(a[2]), let strides = ints(a[3]), shape.count == strides.count,
+                  shape.count <= CheckpointLimits.maxRank,
                   shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }), offset >= 0 else {
                 throw fail("malformed tensor record")
             }

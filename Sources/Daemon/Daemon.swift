@@ -85,7 +85,7 @@ public struct Daemon: Sendable {
         let services: [any Service] = [
             ConsumerService(consumer: consumer, producer: producer),
             PipelineService(pipeline: pipeline, health: health),
-            NotificationService(configuration: pgConfig, pipeline: pipeline, registry: registry, logger: logger),
+            NotificationService(configuration: pgConfig, pipeline: pipeline, registry: registry, health: health, logger: logger),
             ProgressService(pipeline: pipeline, consumer: consumer, source: source, interval: config.progressIntervalSeconds,
                             stopWhenIdle: stopWhenIdle, logger: logger),
         ]

@@ -1,8 +1,10 @@
 import Foundation
 import Kafka
 import Logging
+import Metrics
 import Pipeline
 import Postgres
+import Storage
 import ServiceLifecycle
 
 /// Runs the Kafka consumer (polling, rebalances) until the pipeline has drained, then leaves
@@ -43,7 +45,13 @@ struct NotificationService: Service {
     let configuration: PostgresConfiguration
     let pipeline: StreamPipeline
     let registry: ModelRegistry
+    let health: HealthState
     let logger: Logger
+
+    /// Activated versions whose checkpoint could not be loaded (each failure counts once per attempt).
+    static let loadFailures = Counter(label: "clipd_model_load_failures_total")
+    /// 1 while the active model version cannot be loaded and the daemon runs an older one.
+    static let loadFailing = Gauge(label: "clipd_model_load_failing")
 
     func run() async throws {
         let listener = try await PostgresNotificationListener.start(configuration: configuration,
@@ -55,21 +63,54 @@ struct NotificationService: Service {
                     logger.info("label sets changed; re-embedding on next use")
                 }
                 if note.channel == "clipd_model_versions" || note.isResynchronization {
-                    do {
-                        guard let active = try await registry.database.activeModelVersion(),
-                              active.id != pipeline.currentModel.version.id else { continue }
-                        let next = try await registry.load(version: active)
-                        pipeline.useModel(next)
-                        logger.info("loaded new active model version; switching between batches", metadata: ["id": "\(active.id)", "name": "\(active.name)"])
-                    } catch {
-                        logger.error("cannot switch to the active model version", metadata: ["error": "\(error)"])
-                    }
+                    await switchToActiveVersion()
                 }
             }
         } onGracefulShutdown: {
             listener.stop()
         }
         listener.stop()
+    }
+
+    /// Loads the active version and swaps it in between batches. A version whose checkpoint
+    /// cannot be loaded (missing, corrupt, hostile, wrong dimension) is never swapped in: the
+    /// daemon keeps encoding with its current model, logs the error, counts it in
+    /// `clipd_model_load_failures_total`, sets `clipd_model_load_failing` and reports it on /readyz.
+    func switchToActiveVersion() async {
+        let running = pipeline.currentModel.version
+        let active: ClipdDatabase.ModelVersion
+        do {
+            guard let found = try await registry.database.activeModelVersion() else { return }
+            active = found
+        } catch {
+            logger.error("cannot read the active model version", metadata: ["error": "\(error)"])
+            return
+        }
+        guard active.id != running.id else {
+            // Back on the running version (e.g. the bad activation was reverted).
+            clearProblem()
+            return
+        }
+        do {
+            let next = try await registry.load(version: active)
+            pipeline.useModel(next)
+            clearProblem()
+            logger.info("loaded new active model version; switching between batches", metadata: ["id": "\(active.id)", "name": "\(active.name)"])
+        } catch {
+            Self.loadFailures.increment()
+            Self.loadFailing.record(1)
+            let text = "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
+            health.setModelProblem("active model version \(active.id) (\(active.name)) cannot be loaded; still encoding with version \(running.id) (\(running.name)): \(text)")
+            logger.error("cannot switch to the active model version; keeping the current model",
+                         metadata: ["id": "\(active.id)", "name": "\(active.name)", "running_id": "\(running.id)", "error": "\(text)"])
+        }
+    }
+
+    private func clearProblem() {
+        if health.modelProblem != nil {
+            health.setModelProblem(nil)
+            Self.loadFailing.record(0)
+        }
     }
 }
 

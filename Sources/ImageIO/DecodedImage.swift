@@ -47,6 +47,10 @@ public final class DecodedImage: @unchecked Sendable {
     let regionWidth: Int
     let regionHeight: Int
 
+    /// Bytes the C decoder allocated for this picture (PNG: pixels and row bookkeeping;
+    /// 0 where the decoder does not count), so tests can bound memory by the work produced.
+    public let decoderAllocatedBytes: Int
+
     private let storage: UnsafeMutablePointer<UInt8>
     private let storageFreedByC: Bool
 
@@ -56,8 +60,9 @@ public final class DecodedImage: @unchecked Sendable {
         exifOrientation: Int, orientationApplied: Bool,
         storage: UnsafeMutablePointer<UInt8>, storageFreedByC: Bool,
         region: (x: Int, y: Int, width: Int, height: Int)? = nil,
-        hasAlpha: Bool = false, isPillowPaletteMode: Bool = false
+        hasAlpha: Bool = false, isPillowPaletteMode: Bool = false, decoderAllocatedBytes: Int = 0
     ) {
+        self.decoderAllocatedBytes = decoderAllocatedBytes
         self.width = width
         self.height = height
         self.layout = layout

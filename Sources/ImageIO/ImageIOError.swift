@@ -8,7 +8,8 @@ public struct ImageIOError: Error, Sendable, Equatable, CustomStringConvertible 
         case truncated
         /// Not an image we recognise, or an image whose data is damaged.
         case corrupt
-        /// More pixels than the configured limit (checked from the header, before decoding).
+        /// More pixels than the configured limit, or sides more than `maxAspectRatio` apart
+        /// (both checked from the header, before decoding).
         case tooLarge = "too_large"
         /// A recognised image format that clipd does not decode (GIF, WebP, ...).
         case unsupportedFormat = "unsupported_format"

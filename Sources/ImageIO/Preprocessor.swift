@@ -135,7 +135,44 @@ public struct Preprocessor: Sendable {
             }
             return preprocess(try decoder.decode(bytes, dctScaleDenominator: denominator), into: output)
         }
+        if ImageFormat.detect(bytes) == .png, let (width, height) = ImageDecoder.headerSize(bytes, format: .png),
+           width > 0, height > 0, width.multipliedReportingOverflow(by: height).partialValue <= decoder.maxPixels,
+           !width.multipliedReportingOverflow(by: height).overflow {
+            // The aspect rule first: the region's cost grows with the resized long side.
+            try decoder.checkAspectRatio(bytes, format: .png)
+            let region = pngRegion(width: width, height: height)
+            let decoded = try decoder.decode(bytes, dctScaleDenominator: 1, region: region)
+            return preprocess(decoded, into: output)
+        }
         return preprocess(try decoder.decode(bytes), into: output)
+    }
+
+    /// The stored rectangle of a `width` x `height` PNG that the centre crop reads. The
+    /// orientation (an eXIf chunk may follow the pixels) is not known before decoding, so with
+    /// `applyExifOrientation` it covers what any of the eight orientations needs.
+    func pngRegion(width: Int, height: Int) -> (x: Int, y: Int, width: Int, height: Int) {
+        let values = options.applyExifOrientation ? Array(1...8) : [1]
+        var box = (x0: Int.max, y0: Int.max, x1: 0, y1: 0)
+        for value in values {
+            let orientation = Orientation(value: value, storedWidth: width, storedHeight: height)
+            let (columns, rows) = Self.sourceRanges(width: orientation.uprightWidth, height: orientation.uprightHeight,
+                                                    size: options.imageSize)
+            let r = orientation.storedRect(columns: columns, rows: rows)
+            box = (min(box.x0, r.x), min(box.y0, r.y), max(box.x1, r.x + r.width), max(box.y1, r.y + r.height))
+        }
+        return (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0)
+    }
+
+    /// Upright source columns and rows that the resize + centre crop of a `width` x `height`
+    /// picture reads: the bicubic windows and, for palette pictures, the nearest samples.
+    static func sourceRanges(width: Int, height: Int, size: Int) -> (columns: Range<Int>, rows: Range<Int>) {
+        let plan = ResizePlan(width: width, height: height, size: size)
+        let g = plan.geometry
+        let columns = nearestIndices(source: width, resized: g.resizedWidth, from: g.cropLeft, count: size)
+        let rows = nearestIndices(source: height, resized: g.resizedHeight, from: g.cropTop, count: size)
+        let c = plan.resize.sourceColumns, r = plan.resize.sourceRows
+        return (min(c.lowerBound, columns.first!)..<max(c.upperBound, columns.last! + 1),
+                min(r.lowerBound, rows.first!)..<max(r.upperBound, rows.last! + 1))
     }
 
     public func preprocess(_ decoded: DecodedImage, into output: UnsafeMutableBufferPointer<Float>) -> PreprocessSummary {
@@ -224,34 +261,42 @@ public struct Preprocessor: Sendable {
     /// doubles from half a step (ImagingScaleAffine), then the centre crop.
     static func nearestResize(_ image: DecodedImage, pixels: UnsafePointer<UInt8>, geometry: ResizeGeometry,
                               emitRow: (Int, UnsafePointer<UInt8>) -> Void) {
-        func sourceIndices(source: Int, resized: Int, from first: Int, count: Int) -> [Int] {
-            let step = Double(source) / Double(resized)
-            var position = step * 0.5
-            var indices = [Int]()
-            indices.reserveCapacity(count)
-            for index in 0..<(first + count) {
-                if index >= first {
-                    indices.append(min(max(position < 0 ? 0 : Int(position), 0), source - 1))
-                }
-                position += step
-            }
-            return indices
-        }
         let size = geometry.cropSize
         let bytesPerPixel = image.layout.bytesPerPixel
-        let columns = sourceIndices(source: image.width, resized: geometry.resizedWidth, from: geometry.cropLeft, count: size)
-        let rows = sourceIndices(source: image.height, resized: geometry.resizedHeight, from: geometry.cropTop, count: size)
+        let columns = nearestIndices(source: image.width, resized: geometry.resizedWidth, from: geometry.cropLeft, count: size)
+        let rows = nearestIndices(source: image.height, resized: geometry.resizedHeight, from: geometry.cropTop, count: size)
         let row = UnsafeMutablePointer<UInt8>.allocate(capacity: size * bytesPerPixel)
         defer { row.deallocate() }
+        // `pixels` hold the stored region (all of the picture unless the decoder kept less).
+        let regionRowBytes = image.regionWidth * bytesPerPixel
+        precondition(rows.allSatisfy { $0 >= image.regionY && $0 < image.regionY + image.regionHeight }
+            && columns.allSatisfy { $0 >= image.regionX && $0 < image.regionX + image.regionWidth })
         for (y, sourceRow) in rows.enumerated() {
-            let input = pixels + sourceRow * image.width * bytesPerPixel
+            let input = pixels + (sourceRow - image.regionY) * regionRowBytes
             for (x, sourceColumn) in columns.enumerated() {
+                let from = (sourceColumn - image.regionX) * bytesPerPixel
                 for byte in 0..<bytesPerPixel {
-                    row[x * bytesPerPixel + byte] = input[sourceColumn * bytesPerPixel + byte]
+                    row[x * bytesPerPixel + byte] = input[from + byte]
                 }
             }
             emitRow(y, row)
         }
+    }
+
+    /// Source index of each output `first..<first+count` of Pillow's nearest-neighbour
+    /// resize from `source` to `resized` (the position accumulated in doubles as Pillow does).
+    static func nearestIndices(source: Int, resized: Int, from first: Int, count: Int) -> [Int] {
+        let step = Double(source) / Double(resized)
+        var position = step * 0.5
+        var indices = [Int]()
+        indices.reserveCapacity(count)
+        for index in 0..<(first + count) {
+            if index >= first {
+                indices.append(min(max(position < 0 ? 0 : Int(position), 0), source - 1))
+            }
+            position += step
+        }
+        return indices
     }
 
     /// Pillow's MULDIV255: a * b / 255 rounded, in integers.

@@ -44,6 +44,8 @@ typedef struct {
     uint32_t has_alpha;
     uint32_t pillow_palette_mode;
     unsigned char *pixels;      /* malloc'd, rows packed, free with cic_free_pixels */
+    /* Bytes the decoder allocated for this picture (pixels and row bookkeeping; PNG only). */
+    uint64_t allocated_bytes;
 } cic_image;
 
 typedef struct {
@@ -78,9 +80,11 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
 
 /* Decodes a PNG to gray or 4-byte RGB (palettes expanded, 16-bit reduced to the high
    byte; a real alpha channel is kept in the 4th byte, tRNS is ignored as Pillow's
-   convert('RGB') ignores it). */
+   convert('RGB') ignores it). With a `region` inside the picture and a non-interlaced file,
+   every row is still decoded but only the region's pixels are kept (memory bounded by the
+   region); the region held is reported in `image`. */
 cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
-                          cic_image *image, char *message);
+                          const cic_region *region, cic_image *image, char *message);
 
 void cic_free_pixels(unsigned char *pixels);
 
