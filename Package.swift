@@ -13,6 +13,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The HTTP endpoint (/metrics, /healthz, /readyz; later the HTTP API): swift-nio based.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C shims: each is imported by exactly one Swift module.
@@ -68,6 +73,18 @@ let package = Package(
         // Every SQL statement about clipd's tables: the pipeline's and the job's stores, model
         // versions, label sets, search, migrations.
         .target(name: "Storage", dependencies: ["Postgres", "Pipeline", "Training", "ZeroShot", "CLIP"]),
+        // The HTTP server of the daemon (/metrics, /healthz, /readyz): Hummingbird on swift-nio,
+        // with per-request deadlines, header and connection limits; a ServiceLifecycle service.
+        .target(name: "HTTPServer", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The daemon's services and their wiring: consumer, pipeline, fine-tune job, notifications,
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
         .target(name: "Daemon", dependencies: [
@@ -75,6 +92,7 @@ let package = Package(
             "Tensor", "Executors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            "HTTPServer",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The command line: flags, config layering, logging and metrics bootstrap.
@@ -111,7 +129,7 @@ let package = Package(
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "Executors", "TestSupport"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
         // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
@@ -131,3 +149,20 @@ let package = Package(
         ]),
     ]
 )
+
+// libFuzzer targets built by SwiftPM (Fuzz/swiftpm.sh sets CLIPD_FUZZ and the sanitizer flags):
+// each is Fuzz/Targets/<name>.swift, an executable whose `main` libFuzzer provides.
+if Context.environment["CLIPD_FUZZ"] != nil {
+    package.targets += [
+        .executableTarget(name: "FuzzHTTP", dependencies: [
+            "HTTPServer",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ], path: "Fuzz/Targets", sources: ["http.swift"]),
+        .executableTarget(name: "FuzzTokenizer", dependencies: ["CLIPTokenizer"], path: "Fuzz/Targets", sources: ["tokenizer.swift"]),
+    ]
+}

@@ -1,6 +1,7 @@
 import CLIP
 import CLIPTokenizer
 import Fetch
+import HTTPServer
 import Foundation
 import Kafka
 import Logging
@@ -9,6 +10,13 @@ import Postgres
 import ServiceLifecycle
 import Storage
 import Tensor
+#if canImport(Glibc)
+import Glibc
+
+/// glibc's `int mallopt(int, int)` (declared in <malloc.h>, which the Glibc module leaves out).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
 
 /// `clipd run`: wires Kafka, PostgreSQL, the model and the pipeline into one ServiceGroup.
 ///
@@ -31,27 +39,45 @@ public struct Daemon: Sendable {
         self.metricsText = metricsText
     }
 
+    /// Runs the HTTP endpoint from the start (so /healthz answers while PostgreSQL and the model
+    /// are awaited) next to the daemon proper, both in one ServiceGroup that SIGTERM/SIGINT shut
+    /// down gracefully: the daemon drains first, then the endpoint closes.
     public func run() async throws {
+        let health = HealthState()
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if config.httpPort > 0 {
+            let endpoint = HTTPEndpoint(configuration: config.httpConfiguration, logger: logger,
+                                        handler: Self.routes(health: health, metricsText: metricsText))
+            services.append(.init(service: endpoint))
+        }
+        services.append(.init(service: DaemonCoreService(daemon: self, health: health), successTerminationBehavior: .gracefullyShutdownGroup))
+        var configuration = ServiceGroupConfiguration(services: services, logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        // The core's own group bounds the drain; this bounds set-up that does not end by itself.
+        configuration.maximumGracefulShutdownDuration = .milliseconds(Int(config.drainTimeoutSeconds * 1000) + 5000)
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// Set-up (PostgreSQL, model, consumer, pipeline) and the pipeline's services.
+    func runCore(health: HealthState) async throws {
+        Self.boundMallocArenas()
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let blasThreads = config.threads > 0 ? config.threads : cores
         BLASKernel.setThreads(blasThreads)
         let workers = config.workers > 0 ? config.workers : max(1, cores - blasThreads)
         logger.info("starting", metadata: ["brokers": "\(config.brokers)", "topic": "\(config.topic)", "group": "\(config.group)",
                                           "blas": "\(BLASKernel.coreName), \(BLASKernel.threads) threads", "decode_workers": "\(workers)",
-                                          "batch_size": "\(config.batchSize)", "max_in_flight": "\(config.maxInFlight)"])
-
-        let health = HealthState()
-        let endpoint: HTTPEndpoint? = config.httpPort > 0
-            ? try HTTPEndpoint(host: config.httpHost, port: config.httpPort, handler: Self.routes(health: health, metricsText: metricsText))
-            : nil
-        if let endpoint { logger.info("http endpoint listening", metadata: ["address": "\(config.httpHost):\(endpoint.port)"]) }
-        defer { endpoint?.stop() }
+                                          "batch_size": "\(config.batchSize)", "max_in_flight": "\(config.maxInFlight)",
+                                          "max_in_flight_bytes": "\(config.maxInFlightBytes)", "fetch_workers": "\(config.fetchWorkers)"])
 
         // PostgreSQL: retried with backoff until it answers (the daemon waits, it does not crash).
         health.set(reason: "connecting to PostgreSQL")
         let pgConfig = PostgresConfiguration(url: config.databaseURL, applicationName: "clipd", connectTimeoutSeconds: 10,
                                              reconnect: Postgres.RetryPolicy(maxAttempts: nil, initialDelay: .milliseconds(250), maxDelay: .seconds(10)))
-        let connection = try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
+        // Set-up waits (PostgreSQL retried without limit); a SIGTERM meanwhile cancels it.
+        let connection = try await cancelWhenGracefulShutdown {
+            try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
+        }
         let database = ClipdDatabase(connection: connection)
         let registry = ModelRegistry(database: database, logger: logger)
         health.set(reason: "loading the model")
@@ -78,7 +104,7 @@ public struct Daemon: Sendable {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: config.brokers), logger: logger)
         let source = KafkaMessageSource(consumer: consumer, logger: logger)
         let metrics = PipelineMetrics()
-        let pipeline = StreamPipeline(config: config.pipelineConfiguration, source: source, store: database,
+        let pipeline = StreamPipeline(config: config.pipelineConfiguration(decodeWorkers: workers), source: source, store: database,
                                       deadLetters: KafkaDeadLetterSink(producer: producer, topic: config.effectiveDLQTopic),
                                       stages: stages, model: loaded, tracker: tracker, logger: logger, metrics: metrics)
 
@@ -90,23 +116,45 @@ public struct Daemon: Sendable {
                             stopWhenIdle: stopWhenIdle, logger: logger),
         ]
         // Any service returning ends the daemon gracefully (the progress service does once idle).
+        // Signals reach this group through the outer one (`run()`), as a graceful shutdown.
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }, logger: logger)
-        groupConfiguration.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(config.drainTimeoutSeconds * 1000))
-        try await ServiceGroup(configuration: groupConfiguration).run()
+        let group = ServiceGroup(configuration: groupConfiguration)
+        try await withGracefulShutdownHandler {
+            try await group.run()
+        } onGracefulShutdown: {
+            Task { await group.triggerGracefulShutdown() }
+        }
         await connection.close()
         logger.info("stopped", metadata: ["written": "\(metrics.snapshot.written)", "failed": "\(metrics.snapshot.failed)"])
     }
 
+    /// glibc's allocator, left to itself, keeps freed decode buffers (a 3 MP photo is ~9 MB of
+    /// RGB, more as floats) in per-thread arenas: its mmap threshold grows to the largest block
+    /// freed, so later large buffers come from arenas that fragment and are not returned to the
+    /// system. RSS then climbs with the number of threads that ever decoded or fetched. A fixed
+    /// threshold keeps every large buffer in its own mapping, unmapped when freed, and a few
+    /// arenas bound what small allocations can strand.
+    static func boundMallocArenas() {
+        #if canImport(Glibc)
+        let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD
+        let arenaMax: Int32 = -8  // M_ARENA_MAX
+        _ = glibcMallopt(mmapThreshold, 256 * 1024)
+        _ = glibcMallopt(arenaMax, 4)
+        #endif
+    }
+
     /// /metrics, /healthz and /readyz.
-    static func routes(health: HealthState, metricsText: @escaping @Sendable () -> String) -> HTTPEndpoint.Handler {
+    public static func routes(health: HealthState, metricsText: @escaping @Sendable () -> String) -> HTTPEndpoint.Handler {
         { path in
             switch path {
-            case "/metrics": return (200, "text/plain; version=0.0.4", metricsText())
-            case "/healthz": return (200, "text/plain", "ok\n")
-            case "/readyz": return health.isReady ? (200, "text/plain", "ready\n") : (503, "text/plain", "not ready: \(health.reason)\n")
-            default: return (404, "text/plain", "not found\n")
+            case "/metrics": return .init(status: 200, contentType: "text/plain; version=0.0.4", body: metricsText())
+            case "/healthz": return .init(status: 200, contentType: "text/plain", body: "ok\n")
+            case "/readyz":
+                return health.isReady ? .init(status: 200, contentType: "text/plain", body: "ready\n")
+                    : .init(status: 503, contentType: "text/plain", body: "not ready: \(health.reason)\n")
+            default: return .init(status: 404, contentType: "text/plain", body: "not found\n")
             }
         }
     }
@@ -114,9 +162,17 @@ public struct Daemon: Sendable {
 
 extension DaemonConfig {
     /// What the pipeline needs of the configuration.
-    public var pipelineConfiguration: StreamPipeline.Configuration {
+    /// Loads in progress at once: enough to keep every fetch and decode worker busy, and no more,
+    /// so fetched images wait compressed and at most `decodeWorkers` are decoded at a time.
+    public func pipelineConfiguration(decodeWorkers: Int) -> StreamPipeline.Configuration {
         StreamPipeline.Configuration(group: group, batchSize: batchSize, batchLatencyMs: batchLatencyMs, maxInFlight: maxInFlight,
+                                     maxInFlightBytes: maxInFlightBytes, maxConcurrentLoads: fetchWorkers + 2 * max(1, decodeWorkers),
                                      defaultLabelSet: labelSet, topK: topK)
+    }
+
+    /// The HTTP endpoint's address and limits.
+    public var httpConfiguration: HTTPEndpoint.Configuration {
+        HTTPEndpoint.Configuration(host: httpHost, port: httpPort)
     }
 
     /// Fetch limits and policies of the configuration.
@@ -128,6 +184,7 @@ extension DaemonConfig {
         fetch.retry.maxAttempts = fetchRetries + 1
         fetch.allowedFileRoots = allowFileRoots
         fetch.allowPrivateNetworks = allowPrivateNetworks
+        fetch.maxConcurrentTransfers = fetchWorkers
         return fetch
     }
 
@@ -142,5 +199,15 @@ extension DaemonConfig {
             assignments.revoked(partitions.map(TopicPartition.init))
         }
         return consumer
+    }
+}
+
+/// The daemon proper as a service next to the HTTP endpoint.
+struct DaemonCoreService: Service {
+    let daemon: Daemon
+    let health: HealthState
+
+    func run() async throws {
+        try await daemon.runCore(health: health)
     }
 }

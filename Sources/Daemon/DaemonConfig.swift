@@ -29,6 +29,9 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     public var threads = 0
     /// Records admitted but not yet written; the consumer pauses beyond this.
     public var maxInFlight = 256
+    /// Bytes held by admitted-but-unwritten records (message bytes, then the preprocessed image
+    /// tensor and tokens); the consumer pauses beyond this too, whichever limit comes first.
+    public var maxInFlightBytes = 128 * 1024 * 1024
     /// Port of the /metrics, /healthz, /readyz endpoint (0 = off).
     public var httpPort = 9464
     public var httpHost = "0.0.0.0"
@@ -39,6 +42,8 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     public var fetchConnectTimeoutSeconds = 5.0
     public var fetchMaxBytes = 20 * 1024 * 1024
     public var fetchRetries = 3
+    /// Concurrent image downloads/file reads (`clipd-fetch` threads).
+    public var fetchWorkers = 4
     public var maxImagePixels = 40_000_000
 
     public init() {}
@@ -59,6 +64,7 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case batchLatencyMs = "batch_latency_ms"
         case workers, threads
         case maxInFlight = "max_in_flight"
+        case maxInFlightBytes = "max_in_flight_bytes"
         case httpPort = "http_port"
         case httpHost = "http_host"
         case drainTimeoutSeconds = "drain_timeout_seconds"
@@ -67,6 +73,7 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case fetchConnectTimeoutSeconds = "fetch_connect_timeout_seconds"
         case fetchMaxBytes = "fetch_max_bytes"
         case fetchRetries = "fetch_retries"
+        case fetchWorkers = "fetch_workers"
         case maxImagePixels = "max_image_pixels"
     }
 
@@ -106,6 +113,9 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         if batchLatencyMs < 0 { return "batch_latency_ms must not be negative" }
         if workers < 0 || threads < 0 { return "workers and threads must not be negative" }
         if maxInFlight < batchSize { return "max_in_flight (\(maxInFlight)) must be at least batch_size (\(batchSize))" }
+        if maxInFlightBytes < 1 << 20 { return "max_in_flight_bytes must be at least 1048576 (1 MiB)" }
+        if fetchWorkers < 1 || fetchWorkers > 256 { return "fetch_workers must be in 1...256" }
+        if httpHost.isEmpty { return "http_host must not be empty" }
         if httpPort < 0 || httpPort > 65535 { return "http_port must be in 0...65535" }
         if topK < 1 { return "top_k must be at least 1" }
         if !(drainTimeoutSeconds > 0) || !(progressIntervalSeconds > 0) { return "timeouts and intervals must be positive" }

@@ -21,16 +21,26 @@ public final class StreamPipeline: @unchecked Sendable {
         public var batchLatencyMs: Int
         /// Records admitted but not yet written; above it consumption pauses (resumes at half).
         public var maxInFlight: Int
+        /// Bytes held by in-flight records: message bytes from admission until encoding, plus the
+        /// preprocessed image tensor and tokens once loaded. Above it consumption pauses too
+        /// (resumes once both counts are at half).
+        public var maxInFlightBytes: Int
+        /// Records fetching or decoding at once; the others wait holding only their message, so
+        /// fetched, still-compressed images never pile up in front of the decode workers.
+        public var maxConcurrentLoads: Int
         /// The label set of records that name none.
         public var defaultLabelSet: String
         public var topK: Int
 
         public init(group: String, batchSize: Int = 16, batchLatencyMs: Int = 200, maxInFlight: Int = 256,
+                    maxInFlightBytes: Int = 256 * 1024 * 1024, maxConcurrentLoads: Int = 64,
                     defaultLabelSet: String = "default", topK: Int = 5) {
             self.group = group
             self.batchSize = batchSize
             self.batchLatencyMs = batchLatencyMs
             self.maxInFlight = maxInFlight
+            self.maxInFlightBytes = maxInFlightBytes
+            self.maxConcurrentLoads = maxConcurrentLoads
             self.defaultLabelSet = defaultLabelSet
             self.topK = topK
         }
@@ -72,6 +82,20 @@ public final class StreamPipeline: @unchecked Sendable {
     enum Item: Sendable {
         case ready(IncomingMessage, ParsedRecord, pixels: [Float], tokens: [Int32]?)
         case failed(FailedMessage)
+
+        /// What the item counts against `maxInFlightBytes`.
+        var bytes: Int {
+            switch self {
+            case let .ready(message, _, pixels, tokens):
+                return StreamPipeline.bytes(of: message) + StreamPipeline.bytes(pixels: pixels, tokens: tokens)
+            case let .failed(failed): return StreamPipeline.bytes(of: failed.message)
+            }
+        }
+    }
+
+    static func bytes(of message: IncomingMessage) -> Int { message.value.count + (message.key?.count ?? 0) }
+    static func bytes(pixels: [Float], tokens: [Int32]?) -> Int {
+        pixels.count * MemoryLayout<Float>.stride + (tokens?.count ?? 0) * MemoryLayout<Int32>.stride
     }
 
     public let config: Configuration
@@ -84,6 +108,9 @@ public final class StreamPipeline: @unchecked Sendable {
     public let tracker: OffsetTracker
     let batcher: Batcher<Item>
     let encoder = WorkerPool(name: "clipd-encoder", width: 1)
+    let loads: AsyncSemaphore
+    /// Bytes of in-flight records (see `Configuration.maxInFlightBytes`).
+    let inFlightBytes = Locked(0)
 
     private let lock = NSLock()
     private var model: LoadedModel
@@ -108,6 +135,7 @@ public final class StreamPipeline: @unchecked Sendable {
         self.logger = logger
         self.metrics = metrics
         self.batcher = Batcher(maxSize: config.batchSize, maxLatency: .milliseconds(config.batchLatencyMs))
+        self.loads = AsyncSemaphore(permits: config.maxConcurrentLoads)
         metrics.modelVersion(model.version)
     }
 
@@ -139,6 +167,7 @@ public final class StreamPipeline: @unchecked Sendable {
                 for try await message in source.messages() {
                     guard tracker.admit(message.partition, offset: message.offset) else { continue }
                     metrics.consumed()
+                    charge(Self.bytes(of: message))
                     applyBackpressure()
                     group.addTask { await self.process(message) }
                 }
@@ -169,13 +198,16 @@ public final class StreamPipeline: @unchecked Sendable {
                 throw PipelineFailure(.internal, "parsing failed: \(error)")
             }
             recordID = record.id
-            let pixels = try await stages.loadImage(record.imageURL)
+            let loadImage = stages.loadImage
+            let pixels = try await loads.withPermit { try await loadImage(record.imageURL) }
             var tokens: [Int32]?
             if let caption = record.caption {
                 let tokenize = stages.tokenize
                 tokens = try await stages.workers?.run { tokenize(caption) } ?? tokenize(caption)
             }
             metrics.stageLatency("prepare", since: start)
+            charge(Self.bytes(pixels: pixels, tokens: tokens))
+            applyBackpressure()
             await batcher.add(.ready(message, record, pixels: pixels, tokens: tokens))
         } catch {
             let failure = error as? PipelineFailure ?? PipelineFailure(.internal, "\(error)")
@@ -202,22 +234,30 @@ public final class StreamPipeline: @unchecked Sendable {
         }
     }
 
+    /// Adds `bytes` (negative: releases) to the in-flight byte count.
+    func charge(_ bytes: Int) {
+        inFlightBytes.withLock { $0 += bytes }
+    }
+
+    /// Pauses every assigned partition at `maxInFlight` records or `maxInFlightBytes` bytes in
+    /// flight; resumes once both are at half or below.
     func applyBackpressure() {
         let inFlight = tracker.inFlightCount
+        let bytes = inFlightBytes.value
         metrics.inFlight(inFlight)
         let action: Bool? = lock.withLock {
-            if !paused && inFlight >= config.maxInFlight { paused = true; return true }
-            if paused && inFlight <= config.maxInFlight / 2 { paused = false; return false }
+            if !paused && (inFlight >= config.maxInFlight || bytes >= config.maxInFlightBytes) { paused = true; return true }
+            if paused && inFlight <= config.maxInFlight / 2 && bytes <= config.maxInFlightBytes / 2 { paused = false; return false }
             return nil
         }
         guard let action else { return }
         let partitions = Array(tracker.assigned)
         if action {
             source.pause(partitions)
-            logger.debug("paused consumption", metadata: ["in_flight": "\(inFlight)"])
+            logger.debug("paused consumption", metadata: ["in_flight": "\(inFlight)", "in_flight_bytes": "\(bytes)"])
         } else {
             source.resume(partitions)
-            logger.debug("resumed consumption", metadata: ["in_flight": "\(inFlight)"])
+            logger.debug("resumed consumption", metadata: ["in_flight": "\(inFlight)", "in_flight_bytes": "\(bytes)"])
         }
     }
 
@@ -253,6 +293,9 @@ public final class StreamPipeline: @unchecked Sendable {
                 try Self.encode(ready, model: current.model, classifiers: batchClassifiers, defaultLabelSet: config.defaultLabelSet, topK: config.topK)
             }
             metrics.stageLatency("encode", since: encodeStart)
+            // The tensors are encoded: what stays in flight until the write is small.
+            charge(-items.reduce(0) { $0 + $1.bytes })
+            applyBackpressure()
             metrics.batch(size: items.count)
             try await previousWrite?.value
             previousWrite = Task { try await self.write(records: encoded, failures: failures, model: current.version) }

@@ -30,6 +30,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option var workers: Int?
     @Option var threads: Int?
     @Option(name: .customLong("max-in-flight")) var maxInFlight: Int?
+    @Option(name: .customLong("max-in-flight-bytes")) var maxInFlightBytes: Int?
     @Option(name: .customLong("http-port")) var httpPort: Int?
     @Option(name: .customLong("http-host")) var httpHost: String?
     @Option(name: .customLong("drain-timeout-seconds")) var drainTimeoutSeconds: Double?
@@ -38,6 +39,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("fetch-connect-timeout-seconds")) var fetchConnectTimeoutSeconds: Double?
     @Option(name: .customLong("fetch-max-bytes")) var fetchMaxBytes: Int?
     @Option(name: .customLong("fetch-retries")) var fetchRetries: Int?
+    @Option(name: .customLong("fetch-workers")) var fetchWorkers: Int?
     @Option(name: .customLong("max-image-pixels")) var maxImagePixels: Int?
     @Flag(name: .customLong("print-config"), help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(name: .customLong("stop-when-idle"), help: "Drain and exit after this many seconds without new records (demos, batch jobs).")
@@ -53,11 +55,11 @@ struct RunCommand: AsyncParsableCommand {
             ("brokers", brokers), ("topic", topic), ("group", group), ("dlq_topic", dlqTopic),
             ("assignment_strategy", assignmentStrategy), ("database_url", databaseURL), ("model", model),
             ("label_set", labelSet), ("top_k", topK), ("batch_size", batchSize), ("batch_latency_ms", batchLatencyMs),
-            ("workers", workers), ("threads", threads), ("max_in_flight", maxInFlight), ("http_port", httpPort),
+            ("workers", workers), ("threads", threads), ("max_in_flight", maxInFlight), ("max_in_flight_bytes", maxInFlightBytes), ("http_port", httpPort),
             ("http_host", httpHost), ("drain_timeout_seconds", drainTimeoutSeconds),
             ("progress_interval_seconds", progressIntervalSeconds), ("fetch_timeout_seconds", fetchTimeoutSeconds),
             ("fetch_connect_timeout_seconds", fetchConnectTimeoutSeconds), ("fetch_max_bytes", fetchMaxBytes),
-            ("fetch_retries", fetchRetries), ("max_image_pixels", maxImagePixels),
+            ("fetch_retries", fetchRetries), ("fetch_workers", fetchWorkers), ("max_image_pixels", maxImagePixels),
         ]
         for (k, v) in pairs { if let v { o[k] = v } }
         if !allowFileRoot.isEmpty { o["allow_file_roots"] = allowFileRoot }

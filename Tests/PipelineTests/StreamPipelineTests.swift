@@ -119,7 +119,7 @@ final class StreamPipelineTests: XCTestCase {
         }
     }
 
-    func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ,
+    func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ, stages: StreamPipeline.Stages? = nil,
                       configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
         Self.makePipeline(source, store, dlq, configure: configure)
     }
@@ -133,7 +133,7 @@ final class StreamPipelineTests: XCTestCase {
         configure(&config)
         let model = CLIPModel.random(config: Self.cfg, seed: 3)
         let tracker = OffsetTracker()
-        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages(),
+        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages ?? self.stages(),
                                       model: .init(model: model, version: .init(id: 1, name: "test")), tracker: tracker, logger: Logger(label: "test"))
         return (pipeline, PartitionAssignments(store: store, group: config.group, tracker: tracker, logger: Logger(label: "test")))
     }
@@ -209,6 +209,56 @@ final class StreamPipelineTests: XCTestCase {
         XCTAssertFalse(source.paused.isEmpty, "consumption paused at the in-flight bound")
         XCTAssertFalse(source.resumed.isEmpty)
         XCTAssertEqual(Set(store.recordIDs).count, 100)
+    }
+
+    func testInFlightByteBudgetPausesConsumptionBelowTheRecordBound() async throws {
+        // Each record holds a 12 KiB image tensor once loaded; 100 KB is about 8 records, far
+        // below the record bound of 1000.
+        let source = FakeSource(messages(100, partitions: [tp0])), store = FakeStore()
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ()) {
+            $0.maxInFlight = 1000; $0.maxInFlightBytes = 100_000; $0.batchSize = 4
+        }
+        _ = await assignments.assigned([tp0])
+        try await runUntilDrained(pipeline, store, expecting: 100)
+        XCTAssertFalse(source.paused.isEmpty, "consumption paused at the byte budget")
+        XCTAssertFalse(source.resumed.isEmpty, "and resumed once the tensors were encoded")
+        XCTAssertEqual(Set(store.recordIDs).count, 100)
+        XCTAssertEqual(pipeline.inFlightBytes.value, 0, "every charged byte is released")
+    }
+
+    func testWithinBothBoundsConsumptionIsNeverPaused() async throws {
+        let source = FakeSource(messages(100, partitions: [tp0])), store = FakeStore()
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ()) {
+            $0.maxInFlight = 1000; $0.maxInFlightBytes = 64 << 20; $0.batchSize = 4
+        }
+        _ = await assignments.assigned([tp0])
+        try await runUntilDrained(pipeline, store, expecting: 100)
+        XCTAssertEqual(source.paused.count, 0)
+        XCTAssertEqual(pipeline.inFlightBytes.value, 0)
+    }
+
+    func testLoadsInProgressAreBounded() async throws {
+        final class Gauge: @unchecked Sendable {
+            let lock = NSLock()
+            var now = 0, peak = 0
+            func enter() { lock.withLock { now += 1; peak = max(peak, now) } }
+            func leave() { lock.withLock { now -= 1 } }
+        }
+        let gauge = Gauge()
+        var stages = self.stages()
+        stages.loadImage = { url in
+            gauge.enter()
+            defer { gauge.leave() }
+            try await Task.sleep(for: .milliseconds(2))
+            return [Float](repeating: 0.5, count: 3 * 32 * 32)
+        }
+        let source = FakeSource(messages(60, partitions: [tp0, tp1])), store = FakeStore()
+        let (pipeline, assignments) = makePipeline(source, store, FakeDLQ(), stages: stages) { $0.maxConcurrentLoads = 3 }
+        _ = await assignments.assigned([tp0, tp1])
+        try await runUntilDrained(pipeline, store, expecting: 60)
+        XCTAssertEqual(Set(store.recordIDs).count, 60)
+        XCTAssertGreaterThan(gauge.peak, 0)
+        XCTAssertLessThanOrEqual(gauge.peak, 3, "loads in progress at once")
     }
 
     func testZeroShotTagsComeFromTheRecordsLabelSet() async throws {

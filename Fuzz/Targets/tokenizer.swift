@@ -1,0 +1,38 @@
+// libFuzzer target: arbitrary bytes (invalid UTF-8 included) into CLIPTokenizer.
+//
+// The first byte picks the context length (2…257) and whether the rest is repeated up to 256 KiB
+// (huge captions, capped so one input stays fast). Invariants: nothing traps; the layout is
+// <start_of_text>, ids below the vocabulary size, <end_of_text> at endOfTextIndex, zero padding;
+// the String and UTF-8 entry points agree; a second call (word cache warm) gives the same ids.
+import CLIPTokenizer
+
+let tokenizer: CLIPTokenizer = {
+    do { return try CLIPTokenizer() } catch { fatalError("cannot load the vocabulary: \(error)") }
+}()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    let bytes = Array(UnsafeRawBufferPointer(start: start, count: count))
+    guard let first = bytes.first else { return 0 }
+    let contextLength = Int(first & 0x7F) * 2 + 2 + Int(first >> 7)
+    var text = Array(bytes.dropFirst())
+    if first & 0x40 != 0 && !text.isEmpty {
+        let cap = 256 * 1024
+        var big = [UInt8]()
+        big.reserveCapacity(cap)
+        while big.count + text.count <= cap { big += text }
+        text = big
+    }
+    let result = tokenizer.tokenize(utf8: text, contextLength: contextLength)
+    let ids = result.ids
+    precondition(ids.count == contextLength, "ids \(ids.count) for context \(contextLength)")
+    precondition(ids[0] == CLIPTokenizer.startOfTextId)
+    precondition(result.tokenCount >= 2 && result.tokenCount <= contextLength)
+    precondition(result.endOfTextIndex == result.tokenCount - 1)
+    precondition(ids[result.endOfTextIndex] == CLIPTokenizer.endOfTextId)
+    precondition(ids[1..<result.endOfTextIndex].allSatisfy { $0 >= 0 && $0 < CLIPTokenizer.startOfTextId })
+    precondition(ids[(result.endOfTextIndex + 1)...].allSatisfy { $0 == 0 })
+    let again = tokenizer.tokenize(String(decoding: text, as: UTF8.self), contextLength: contextLength)
+    precondition(again == result, "String and UTF-8 entry points differ, or the word cache changed the result")
+    return 0
+}
