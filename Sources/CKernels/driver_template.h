@@ -47,8 +47,7 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
     const int panels = (n + CK_NR - 1) / CK_NR;
     const int p0 = (int)((long)panels * tid / threads), p1 = (int)((long)panels * (tid + 1) / threads);
     if (p0 >= p1) return;
-    float *apack = aligned_alloc(64, sizeof(float) * CK_MC * CK_KC);
-    if (!apack) abort();
+    float *apack = ck_thread_apack();
     float tile[CK_MR * CK_NR] __attribute__((aligned(64)));
     for (int k0 = 0; k0 < k; k0 += CK_KC) {
         const int kc = k - k0 < CK_KC ? k - k0 : CK_KC;
@@ -80,7 +79,6 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
             }
         }
     }
-    free(apack);
 }
 
 static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
@@ -114,7 +112,10 @@ static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
             float maxv = -INFINITY;
             for (int j = 0; j < valid; j++) { s[j] *= scale; maxv = s[j] > maxv ? s[j] : maxv; }
             float sum = 0.0f;
-            for (int j = 0; j < valid; j++) { float e = ck_fast_exp(s[j] - maxv); s[j] = e; sum += e; }
+            {
+#pragma clang fp reassociate(on)
+                for (int j = 0; j < valid; j++) { float e = ck_fast_exp(s[j] - maxv); s[j] = e; sum += e; }
+            }
             const float inv = 1.0f / sum;
             for (int d = 0; d < hs; d++) o[d] = 0.0f;
             for (int j = 0; j < valid; j++) {
@@ -127,6 +128,28 @@ static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
         }
     }
     free(buf);
+}
+
+static void CK_NAME(layernorm_task_)(void *ctx, int tid, int threads) {
+    const struct ck_layernorm_job *job = ctx;
+    const int n = job->n, c = job->c;
+    const int r0 = (int)((long)n * tid / threads), r1 = (int)((long)n * (tid + 1) / threads);
+    for (int i = r0; i < r1; i++) {
+        const float *x = job->inp + (size_t)i * c;
+        float *y = job->out + (size_t)i * c;
+        float sum = 0.0f, sq = 0.0f;
+        {
+#pragma clang fp reassociate(on)
+            for (int j = 0; j < c; j++) sum += x[j];
+        }
+        const float mean = sum / (float)c;
+        {
+#pragma clang fp reassociate(on)
+            for (int j = 0; j < c; j++) { const float d = x[j] - mean; sq += d * d; }
+        }
+        const float rstd = 1.0f / sqrtf(sq / (float)c + job->eps);
+        for (int j = 0; j < c; j++) y[j] = (x[j] - mean) * rstd * job->weight[j] + job->bias[j];
+    }
 }
 
 #undef CK_NAME

@@ -5,6 +5,7 @@
 #include "pool.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 #endif
 
 #define CK_KC 256   // depth of one packed slice: a 256 x 32 slice of B is 32 KiB (L1)
-#define CK_MC 96    // rows of A packed at once: 96 x 256 floats = 96 KiB (L2); a multiple of every MR
+#define CK_MC 192   // rows of A packed at once: 192 x 256 floats = 192 KiB, inside even a 512 KiB L2;
+                    // a multiple of every MR
 
 struct ck_gemm_job {
     int m, n, k, lda, ldc, act, accumulate;
@@ -27,6 +29,29 @@ struct ck_attention_job {
     float *out;
     const float *qkv;
     int b, t, c, nh, causal;
+};
+
+// Each thread's A block, allocated on its first GEMM and freed when the thread ends.
+static pthread_key_t apack_key;
+static pthread_once_t apack_once = PTHREAD_ONCE_INIT;
+static void apack_key_create(void) { pthread_key_create(&apack_key, free); }
+
+static float *ck_thread_apack(void) {
+    pthread_once(&apack_once, apack_key_create);
+    float *buffer = pthread_getspecific(apack_key);
+    if (!buffer) {
+        buffer = aligned_alloc(64, sizeof(float) * CK_MC * CK_KC);
+        if (!buffer) abort();
+        pthread_setspecific(apack_key, buffer);
+    }
+    return buffer;
+}
+
+struct ck_layernorm_job {
+    float *out;
+    const float *inp, *weight, *bias;
+    int n, c;
+    float eps;
 };
 
 /// e^x as Tensor's `fastExp` computes it (Cephes' polynomial after range reduction, 1.5*2^23
@@ -297,5 +322,22 @@ void ck_attention(int kernel, int threads, float *out, const float *qkv, int b, 
     }
 #endif
     if (threads > b * nh) threads = b * nh;
+    ck_pool_run(task, &job, threads);
+}
+
+void ck_layernorm(int kernel, int threads, float *out, const float *inp, const float *weight, const float *bias,
+                  int n, int c, float eps) {
+    if (n <= 0) return;
+    struct ck_layernorm_job job = { out, inp, weight, bias, n, c, eps };
+    ck_task task = layernorm_task_portable;
+#ifdef CK_X86
+    switch (usable(kernel)) {
+    case CK_KERNEL_AVX2: task = layernorm_task_avx2; break;
+    case CK_KERNEL_AVX512: task = layernorm_task_avx512; break;
+    default: break;
+    }
+#endif
+    if ((long)n * c < 32768) threads = 1;
+    if (threads > n) threads = n;
     ck_pool_run(task, &job, threads);
 }

@@ -97,12 +97,13 @@ func packedBlockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeight
                         acts a: BlockActivations, causal: Bool, activation: Activation, eps: Float,
                         keepIntermediates: Bool) {
     let n = a.n, c = a.c
-    layerNormForward(out: a.ln1, mean: nil, rstd: nil, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps)
+    let kernel = pk.inProj.kernel
+    packedLayerNormForward(out: a.ln1, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps, kernel: kernel)
     packedLinearForward(out: a.qkv, inp: a.ln1, weight: pk.inProj, bias: w.inProjB, m: n)
-    packedAttentionForward(out: a.attnOut, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal, kernel: pk.inProj.kernel)
+    packedAttentionForward(out: a.attnOut, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal, kernel: kernel)
     packedLinearForward(out: x, inp: a.attnOut, weight: pk.outProj, bias: w.outProjB, m: n, accumulate: true)
     if keepIntermediates { a.afterAttn.update(from: x, count: n * c) }
-    layerNormForward(out: a.ln2, mean: nil, rstd: nil, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps)
+    packedLayerNormForward(out: a.ln2, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps, kernel: kernel)
     packedLinearForward(out: a.act, inp: a.ln2, weight: pk.fc, bias: w.fcB, m: n, activation: .activation(activation))
     packedLinearForward(out: x, inp: a.act, weight: pk.proj, bias: w.projB, m: n, accumulate: true)
 }

@@ -125,3 +125,11 @@ public func packedAttentionForward(out: UnsafeMutablePointer<Float>, qkv: Unsafe
                                    threads: Int = InferenceKernel.threads) {
     ck_attention(kernel.code, Int32(threads), out, qkv, Int32(b), Int32(t), Int32(c), Int32(nh), causal ? 1 : 0)
 }
+
+/// `layerNormForward` without the mean/rstd caches (inference), rows split over the pool and
+/// the reductions vectorised in the family's instruction set. Naive twin: `layerNormForward`.
+public func packedLayerNormForward(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                   bias: UnsafePointer<Float>, n: Int, c: Int, eps: Float,
+                                   kernel: InferenceKernel = .active, threads: Int = InferenceKernel.threads) {
+    ck_layernorm(kernel.code, Int32(threads), out, inp, weight, bias, Int32(n), Int32(c), eps)
+}

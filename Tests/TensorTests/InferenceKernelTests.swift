@@ -109,6 +109,27 @@ final class InferenceKernelTests: XCTestCase {
         }
     }
 
+    func testPackedLayerNormMatchesNaiveTwinForEveryKernel() {
+        for kernel in families {
+            for (n, c) in [(1, 1), (3, 7), (50, 768), (77, 512), (197, 65)] {
+                let x = randoms(n * c, std: 3), w = randoms(c), b = randoms(c)
+                var want = [Float](repeating: 0, count: n * c), got = [Float](repeating: .nan, count: n * c)
+                want.withUnsafeMutableBufferPointer {
+                    layerNormForward(out: $0.baseAddress!, mean: nil, rstd: nil, inp: x, weight: w, bias: b, n: n, c: c, eps: 1e-5)
+                }
+                for threads in [1, 2] {
+                    got.withUnsafeMutableBufferPointer {
+                        packedLayerNormForward(out: $0.baseAddress!, inp: x, weight: w, bias: b, n: n, c: c, eps: 1e-5,
+                                               kernel: kernel, threads: threads)
+                    }
+                    var worst: Float = 0
+                    for i in 0..<(n * c) { worst = max(worst, abs(got[i] - want[i])) }
+                    XCTAssertLessThan(worst, 2e-5, "\(kernel.rawValue) n\(n) c\(c) threads \(threads)")
+                }
+            }
+        }
+    }
+
     func testTileShapesAreTheDocumentedOnes() {
         XCTAssertEqual(InferenceKernel.portable.tile.rows, 4)
         XCTAssertEqual(InferenceKernel.portable.tile.columns, 16)

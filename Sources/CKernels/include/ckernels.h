@@ -53,6 +53,11 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
 void ck_attention(int kernel, int threads, float *out, const float *qkv,
                   int b, int t, int c, int nh, int causal);
 
+/// LayerNorm over rows of C: out = (x - mean) / sqrt(var + eps) * weight + bias, rows split
+/// over the pool, reductions vectorised.
+void ck_layernorm(int kernel, int threads, float *out, const float *inp, const float *weight, const float *bias,
+                  int n, int c, float eps);
+
 /// Threads the pool has started (the caller counts as one more).
 int ck_pool_workers(void);
 
