@@ -30,7 +30,12 @@ let package = Package(
         // Threads of our own for blocking and CPU-bound work, and the one lock-guarded value type.
         .target(name: "Executors"),
         // Numerics: dense Float32 tensors, forward and backward kernels.
-        .target(name: "Tensor", dependencies: ["COpenBLAS"]),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
+        // Our C inference kernels: GEMM on weights packed once (AVX-512, AVX2+FMA and portable
+        // micro-kernels chosen from cpuid), fused write-back, attention in cache, a thread pool.
+        // Optimised in every configuration: debug builds run the model in tests, and -O0 kernels
+        // would be ~50x slower than the OpenBLAS path they replace.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.

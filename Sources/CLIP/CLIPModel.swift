@@ -6,11 +6,18 @@ import Tensor
 public final class CLIPModel: @unchecked Sendable {
     public let config: CLIPConfig
     public let parameters: ParameterStore
+    /// The towers' matrices packed for the inference kernels, on first use.
+    let inference = InferenceWeightCache()
 
     public init(config: CLIPConfig, parameters: ParameterStore) {
         self.config = config
         self.parameters = parameters
     }
+
+    /// Inference packs each weight matrix once, on the first encode, and reuses the packed copy.
+    /// Code that changes `parameters` in place after encoding (CLIPTrainer does, after every
+    /// step) calls this so the next encode packs the new values.
+    public func weightsDidChange() { inference.drop() }
 
     public convenience init(checkpoint: LoadedCheckpoint) {
         self.init(config: checkpoint.config, parameters: checkpoint.parameters)
@@ -81,7 +88,7 @@ public final class CLIPModel: @unchecked Sendable {
 
     public func encodeImages(_ pixels: UnsafePointer<Float>, count b: Int, observer: ActivationObserver? = nil) -> Tensor {
         let state = VisionForward(config: config, batch: b, keepForBackward: false)
-        return state.run(pixels, params: parameters, observer: observer)
+        return state.run(pixels, params: parameters, observer: observer, packed: inference.vision(config, parameters))
     }
 
     // MARK: text tower
@@ -105,6 +112,7 @@ public final class CLIPModel: @unchecked Sendable {
             lengths.append(trueLength ? Self.poolingIndex(row) + 1 : config.contextLength)
         }
         let order = lengths.indices.sorted { lengths[$0] < lengths[$1] }
+        let packed = inference.text(config, parameters)
         var start = 0
         while start < order.count {
             let end = min(start + max(1, maxBatch), order.count)
@@ -117,7 +125,7 @@ public final class CLIPModel: @unchecked Sendable {
                 pool[j] = Self.poolingIndex(tokens[idx])
             }
             let state = TextForward(config: config, batch: group.count, tokens: t, keepForBackward: false)
-            let features = state.run(ids, pool: pool, params: parameters, observer: observer)
+            let features = state.run(ids, pool: pool, params: parameters, observer: observer, packed: packed)
             for (j, idx) in group.enumerated() {
                 for k in 0..<config.embedDim { out.data[idx * config.embedDim + k] = features.data[j * config.embedDim + k] }
             }
@@ -167,7 +175,10 @@ final class VisionForward {
         for ptr in [patches, embeddings, stream, lnPreMean, lnPreRstd, cls, pooled, lnPostMean, lnPostRstd] { ptr.deallocate() }
     }
 
-    func run(_ pixels: UnsafePointer<Float>, params: ParameterStore, observer: ActivationObserver?) -> Tensor {
+    /// With `packed` (inference) the GEMMs and attention run on the packed kernels; without it
+    /// (training, and the `.blas` family) on OpenBLAS.
+    func run(_ pixels: UnsafePointer<Float>, params: ParameterStore, observer: ActivationObserver?,
+             packed: PackedTower? = nil) -> Tensor {
         let cfg = config
         let w = cfg.vision.width, t = cfg.visionTokens, g = cfg.gridSize, p = cfg.patchSize
         let k = 3 * p * p, gg = g * g, eps = cfg.layerNormEps
@@ -178,7 +189,11 @@ final class VisionForward {
         im2colPatches(out: patches, images: pixels, b: b, channels: 3, size: cfg.imageSize, patch: p)
         let conv = UnsafeMutablePointer<Float>.allocate(capacity: b * gg * w)
         defer { conv.deallocate() }
-        gemm(.none, .transposed, m: b * gg, n: w, k: k, a: patches, lda: k, b: params["visual.conv1.weight"], ldb: k, c: conv, ldc: w)
+        if let embedding = packed?.patchEmbedding {
+            packedLinearForward(out: conv, inp: patches, weight: embedding, bias: nil, m: b * gg)
+        } else {
+            gemm(.none, .transposed, m: b * gg, n: w, k: k, a: patches, lda: k, b: params["visual.conv1.weight"], ldb: k, c: conv, ldc: w)
+        }
         observe("vision.conv1_tokens", [b, gg, w], conv)
         let classEmb = params["visual.class_embedding"], pos = params["visual.positional_embedding"]
         for bi in 0..<b {
@@ -195,7 +210,8 @@ final class VisionForward {
         observe("vision.ln_pre", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "visual.transformer.resblocks.\(i)"), acts: acts,
-                         causal: false, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
+                         causal: false, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil,
+                         packed: packed?.blocks[i])
             if observer != nil {
                 observe("vision.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("vision.resblock.\(i)", [b, t, w], stream)
@@ -214,7 +230,11 @@ final class VisionForward {
         observe("vision.pooled", [b, w], pooled)
         var out = Tensor(zeros: [b, cfg.embedDim])
         out.data.withUnsafeMutableBufferPointer {
-            projectionForward(out: $0.baseAddress!, inp: pooled, weight: params["visual.proj"], n: b, c: w, oc: cfg.embedDim)
+            if let packed {
+                packedLinearForward(out: $0.baseAddress!, inp: pooled, weight: packed.projection, bias: nil, m: b)
+            } else {
+                projectionForward(out: $0.baseAddress!, inp: pooled, weight: params["visual.proj"], n: b, c: w, oc: cfg.embedDim)
+            }
         }
         out.data.withUnsafeBufferPointer { observe("vision.projected", [b, cfg.embedDim], $0.baseAddress!) }
         return out
@@ -252,7 +272,8 @@ final class TextForward {
     }
 
     /// `ids` is [B, T]; `pool[b]` the row index (< T) whose final state is the caption's feature.
-    func run(_ ids: [Int32], pool: [Int], params: ParameterStore, observer: ActivationObserver?) -> Tensor {
+    func run(_ ids: [Int32], pool: [Int], params: ParameterStore, observer: ActivationObserver?,
+             packed: PackedTower? = nil) -> Tensor {
         let cfg = config
         let w = cfg.text.width, eps = cfg.layerNormEps
         self.ids = ids
@@ -267,7 +288,8 @@ final class TextForward {
         observe("text.embeddings", [b, t, w], stream)
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "transformer.resblocks.\(i)"), acts: acts,
-                         causal: true, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil)
+                         causal: true, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil,
+                         packed: packed?.blocks[i])
             if observer != nil {
                 observe("text.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("text.resblock.\(i)", [b, t, w], stream)
@@ -286,7 +308,11 @@ final class TextForward {
         observe("text.pooled_eot", [b, w], pooled)
         var out = Tensor(zeros: [b, cfg.embedDim])
         out.data.withUnsafeMutableBufferPointer {
-            projectionForward(out: $0.baseAddress!, inp: pooled, weight: params["text_projection"], n: b, c: w, oc: cfg.embedDim)
+            if let packed {
+                packedLinearForward(out: $0.baseAddress!, inp: pooled, weight: packed.projection, bias: nil, m: b)
+            } else {
+                projectionForward(out: $0.baseAddress!, inp: pooled, weight: params["text_projection"], n: b, c: w, oc: cfg.embedDim)
+            }
         }
         out.data.withUnsafeBufferPointer { observe("text.projected", [b, cfg.embedDim], $0.baseAddress!) }
         return out

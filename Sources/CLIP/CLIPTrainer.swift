@@ -50,6 +50,7 @@ public final class CLIPTrainer: @unchecked Sendable {
         optimizer.update(model.parameters, grads: grads, learningRate: learningRate, trainable: trains)
         let scale = model.parameters["logit_scale"]
         scale[0] = min(max(scale[0], 0), Float(Foundation.log(100.0)))
+        model.weightsDidChange()
         return result
     }
 

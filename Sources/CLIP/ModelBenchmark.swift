@@ -22,6 +22,11 @@ public enum ModelBenchmark {
         public var textsPerSecondTypical: Double
         /// Images/s with the batch split across single-threaded workers (one per BLAS thread).
         public var imagesPerSecondWorkers: Double?
+        /// The inference kernel family that ran (`InferenceKernel.active`).
+        public var kernel: String
+        /// Images/s of the same model on the OpenBLAS path (`.blas`), interleaved round by round
+        /// with the packed kernels (nil when `.blas` is the active path).
+        public var imagesPerSecondBLASPath: Double?
     }
 
     public static func run(_ clip: CLIPModel, batch: Int, seconds: Double, typicalTokens: Int, compareWorkers: Bool) throws -> Result {
@@ -33,15 +38,24 @@ public enum ModelBenchmark {
 
         // Model and baseline interleaved, batch by batch, so that load from elsewhere on a
         // shared machine hits both alike; rates from the fastest and the median rounds.
+        let kernel = InferenceKernel.active
+        let compareBLASPath = kernel != .blas
         _ = clip.encodeImages(pixels, count: batch)
         let sgemm = SgemmBaseline(cfg, batch: batch)
         sgemm.run()
-        var modelTimes: [Double] = [], sgemmTimes: [Double] = []
+        var modelTimes: [Double] = [], sgemmTimes: [Double] = [], blasPathTimes: [Double] = []
         let start = DispatchTime.now().uptimeNanoseconds
         repeat {
             modelTimes.append(time { _ = clip.encodeImages(pixels, count: batch) })
             sgemmTimes.append(time { sgemm.run() })
+            if compareBLASPath {
+                try InferenceKernel.force(.blas)
+                blasPathTimes.append(time { _ = clip.encodeImages(pixels, count: batch) })
+                try InferenceKernel.force(kernel == InferenceKernel.best ? nil : kernel)
+            }
         } while Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 < 2 * seconds || modelTimes.count < 3
+        blasPathTimes.sort()
+        let blasPathRate = blasPathTimes.isEmpty ? nil : Double(batch) / blasPathTimes[blasPathTimes.count / 2]
         modelTimes.sort(); sgemmTimes.sort()
         let imageRate = Double(batch) / modelTimes[modelTimes.count / 2]
         let imageRateBest = Double(batch) / modelTimes[0]
@@ -84,7 +98,8 @@ public enum ModelBenchmark {
         return Result(batch: batch, blasThreads: blasThreads, imagesPerSecond: imageRate, imagesPerSecondBest: imageRateBest,
                       imageGFLOP: cfg.imageFLOPs / 1e9, modelGFLOPs: modelGFLOPs, sgemmGFLOPs: sgemmRate, sgemmGFLOPsBest: sgemmRateBest,
                       rounds: modelTimes.count, contextLength: cfg.contextLength, typicalTokens: min(typicalTokens, cfg.contextLength),
-                      textsPerSecondFull: fullRate, textsPerSecondTypical: typicalRate, imagesPerSecondWorkers: workerRate)
+                      textsPerSecondFull: fullRate, textsPerSecondTypical: typicalRate, imagesPerSecondWorkers: workerRate,
+                      kernel: kernel.rawValue, imagesPerSecondBLASPath: blasPathRate)
     }
 
     /// Runs `body` repeatedly for about `seconds`; returns runs per second.

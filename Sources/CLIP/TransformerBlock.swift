@@ -56,10 +56,17 @@ struct BlockWeights {
 /// `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))` in place on the residual stream x [B,T,C].
 /// The residual additions are folded into the projections' sgemm (beta = 1). The block input and
 /// the stream after attention are kept only when backward (training) or an observer needs them.
+/// With `packed` (inference only) the same block runs on the packed kernels: `packedBlockForward`.
 func blockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, acts a: BlockActivations,
-                  causal: Bool, activation: Activation, eps: Float, keepIntermediates: Bool = false) {
+                  causal: Bool, activation: Activation, eps: Float, keepIntermediates: Bool = false,
+                  packed: PackedBlock? = nil) {
     let n = a.n, c = a.c, m = a.m
     let training = a.att != nil
+    if let packed, !training {
+        packedBlockForward(x, weights: w, packed: packed, acts: a, causal: causal, activation: activation, eps: eps,
+                           keepIntermediates: keepIntermediates)
+        return
+    }
     if training { a.input.update(from: x, count: n * c) }
     layerNormForward(out: a.ln1, mean: a.ln1Mean, rstd: a.ln1Rstd, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps)
     linearForward(out: a.qkv, inp: a.ln1, weight: w.inProjW, bias: w.inProjB, n: n, c: c, oc: 3 * c)
@@ -81,4 +88,22 @@ func residualLinear(_ x: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
         let row = x + r * oc
         for j in 0..<oc { row[j] += bias[j] }
     }
+}
+
+/// The inference twin of `blockForward` on weights packed once: bias in every GEMM's write-back,
+/// the activation in c_fc's, the residual adds in out_proj's and c_proj's; attention per
+/// (image, head) in cache on the kernels' pool. `a.fc` (pre-activation) is not materialised.
+func packedBlockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, packed pk: PackedBlock,
+                        acts a: BlockActivations, causal: Bool, activation: Activation, eps: Float,
+                        keepIntermediates: Bool) {
+    let n = a.n, c = a.c
+    let kernel = pk.inProj.kernel
+    packedLayerNormForward(out: a.ln1, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps, kernel: kernel)
+    packedLinearForward(out: a.qkv, inp: a.ln1, weight: pk.inProj, bias: w.inProjB, m: n)
+    packedAttentionForward(out: a.attnOut, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal, kernel: kernel)
+    packedLinearForward(out: x, inp: a.attnOut, weight: pk.outProj, bias: w.outProjB, m: n, accumulate: true)
+    if keepIntermediates { a.afterAttn.update(from: x, count: n * c) }
+    packedLayerNormForward(out: a.ln2, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps, kernel: kernel)
+    packedLinearForward(out: a.act, inp: a.ln2, weight: pk.fc, bias: w.fcB, m: n, activation: .activation(activation))
+    packedLinearForward(out: x, inp: a.act, weight: pk.proj, bias: w.projB, m: n, accumulate: true)
 }

@@ -29,6 +29,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Tokens of a typical caption, end-of-text included.")
     var typicalTokens: Int = 15
 
+    @Option(name: .long, help: "Inference kernel: auto (the best this CPU runs), avx512, avx2, portable, or blas (the OpenBLAS path).")
+    var kernel: String = "auto"
+
     @Flag(name: .long, help: "Also measure splitting each batch across single-threaded workers.")
     var compareWorkers = false
 
@@ -47,6 +50,12 @@ struct BenchCommand: AsyncParsableCommand {
         try FlagRange.checkPositive(seconds, "--seconds", atMost: FlagRange.day)
         try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
         try FlagRange.check(typicalTokens, "--typical-tokens", 2...TokenizeCommand.maxContextLength)
+        if kernel != "auto" {
+            guard let k = InferenceKernel(rawValue: kernel) else {
+                throw ValidationError("--kernel must be auto, \(InferenceKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if !k.isSupported { throw ValidationError("this CPU cannot run the \(kernel) kernel") }
+        }
     }
 
     func run() async throws {
@@ -66,12 +75,15 @@ struct BenchCommand: AsyncParsableCommand {
             printLine("{\"saved\":\(jsonString(saveModel))}")
             return
         }
+        try InferenceKernel.force(kernel == "auto" ? nil : InferenceKernel(rawValue: kernel))
         let r = try ModelBenchmark.run(clip, batch: batch, seconds: seconds, typicalTokens: typicalTokens, compareWorkers: compareWorkers)
         var fields: [(String, String)] = [
             ("model", jsonString(model ?? "random \(arch!)")),
             ("blas_kernel", jsonString(BLASSelection.current.kernel)),
             ("blas_kernel_source", jsonString(BLASSelection.current.source.rawValue)),
             ("blas_threads", "\(r.blasThreads)"),
+            ("inference_kernel", jsonString(r.kernel)),
+            ("inference_kernel_best", jsonString(InferenceKernel.best.rawValue)),
             ("batch", "\(batch)"),
             ("images_per_s", fmt(r.imagesPerSecond)),
             ("image_gflop", fmt(r.imageGFLOP)),
@@ -86,6 +98,10 @@ struct BenchCommand: AsyncParsableCommand {
             ("typical_vs_full", fmt(r.textsPerSecondTypical / r.textsPerSecondFull)),
         ]
         if let detected = BLASSelection.current.detected { fields.append(("blas_kernel_detected", jsonString(detected))) }
+        if let rate = r.imagesPerSecondBLASPath {
+            fields.append(("images_per_s_blas_path", fmt(rate)))
+            fields.append(("kernel_vs_blas_path", fmt(r.imagesPerSecond / rate)))
+        }
         if let rate = r.imagesPerSecondWorkers { fields.append(("images_per_s_\(r.blasThreads)_workers_x_1_thread", fmt(rate))) }
         printLine("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
     }

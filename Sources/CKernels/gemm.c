@@ -1,0 +1,343 @@
+// Packing, micro-kernels and dispatch of clipd's inference GEMM (see include/ckernels.h).
+// Each kernel family is compiled with its own target attribute, so the library builds for any
+// x86-64 (or other) CPU and chooses at run time from cpuid.
+#include "ckernels.h"
+#include "pool.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CK_X86 1
+#endif
+
+#define CK_KC 256   // depth of one packed slice: a 256 x 32 slice of B is 32 KiB (L1)
+#define CK_MC 192   // rows of A packed at once: 192 x 256 floats = 192 KiB, inside even a 512 KiB L2;
+                    // a multiple of every MR
+
+struct ck_gemm_job {
+    int m, n, k, lda, ldc, act, accumulate;
+    const float *a, *packed_b, *bias;
+    float *c;
+};
+
+struct ck_attention_job {
+    float *out;
+    const float *qkv;
+    int b, t, c, nh, causal;
+};
+
+// Each thread's A block, allocated on its first GEMM and freed when the thread ends.
+static pthread_key_t apack_key;
+static pthread_once_t apack_once = PTHREAD_ONCE_INIT;
+static void apack_key_create(void) { pthread_key_create(&apack_key, free); }
+
+static float *ck_thread_apack(void) {
+    pthread_once(&apack_once, apack_key_create);
+    float *buffer = pthread_getspecific(apack_key);
+    if (!buffer) {
+        buffer = aligned_alloc(64, sizeof(float) * CK_MC * CK_KC);
+        if (!buffer) abort();
+        pthread_setspecific(apack_key, buffer);
+    }
+    return buffer;
+}
+
+struct ck_layernorm_job {
+    float *out;
+    const float *inp, *weight, *bias;
+    int n, c;
+    float eps;
+};
+
+/// e^x as Tensor's `fastExp` computes it (Cephes' polynomial after range reduction, 1.5*2^23
+/// rounding), branch-free so that loops over it vectorise.
+static inline float ck_fast_exp(float input) {
+    float x = input < -87.3f ? -87.3f : (input > 88.3f ? 88.3f : input);
+    const float magic = 12582912.0f;
+    float t = x * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    int32_t tb, mb;
+    memcpy(&tb, &t, 4);
+    memcpy(&mb, &magic, 4);
+    uint32_t bits = (uint32_t)((tb - mb) + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+// MARK: portable micro-kernel (4 x 16), plain C
+
+#define PORTABLE_MR 4
+#define PORTABLE_NR 16
+
+static void microkernel_portable(int kc, const float *restrict a, const float *restrict b,
+                                 float *restrict c, int ldc, int load) {
+    float acc[PORTABLE_MR][PORTABLE_NR];
+    for (int i = 0; i < PORTABLE_MR; i++)
+        for (int j = 0; j < PORTABLE_NR; j++) acc[i][j] = load ? c[(size_t)i * ldc + j] : 0.0f;
+    for (int p = 0; p < kc; p++) {
+        const float *bp = b + (size_t)p * PORTABLE_NR;
+        for (int i = 0; i < PORTABLE_MR; i++) {
+            const float av = a[p * PORTABLE_MR + i];
+            for (int j = 0; j < PORTABLE_NR; j++) acc[i][j] += av * bp[j];
+        }
+    }
+    for (int i = 0; i < PORTABLE_MR; i++)
+        for (int j = 0; j < PORTABLE_NR; j++) c[(size_t)i * ldc + j] = acc[i][j];
+}
+
+#define CK_SUFFIX portable
+#define CK_MR PORTABLE_MR
+#define CK_NR PORTABLE_NR
+#define CK_MICROKERNEL microkernel_portable
+#include "driver_template.h"
+#undef CK_SUFFIX
+#undef CK_MR
+#undef CK_NR
+#undef CK_MICROKERNEL
+
+#ifdef CK_X86
+
+// MARK: AVX2 + FMA micro-kernel (6 x 16: 12 ymm accumulators, 2 for B, 1 broadcast)
+
+#define AVX2_MR 6
+#define AVX2_NR 16
+
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+
+static void microkernel_avx2(int kc, const float *restrict a, const float *restrict b,
+                             float *restrict c, int ldc, int load) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_loadu_ps(c + 0 * (size_t)ldc); c01 = _mm256_loadu_ps(c + 0 * (size_t)ldc + 8);
+        c10 = _mm256_loadu_ps(c + 1 * (size_t)ldc); c11 = _mm256_loadu_ps(c + 1 * (size_t)ldc + 8);
+        c20 = _mm256_loadu_ps(c + 2 * (size_t)ldc); c21 = _mm256_loadu_ps(c + 2 * (size_t)ldc + 8);
+        c30 = _mm256_loadu_ps(c + 3 * (size_t)ldc); c31 = _mm256_loadu_ps(c + 3 * (size_t)ldc + 8);
+        c40 = _mm256_loadu_ps(c + 4 * (size_t)ldc); c41 = _mm256_loadu_ps(c + 4 * (size_t)ldc + 8);
+        c50 = _mm256_loadu_ps(c + 5 * (size_t)ldc); c51 = _mm256_loadu_ps(c + 5 * (size_t)ldc + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (int p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += AVX2_MR;
+        b += AVX2_NR;
+    }
+    _mm256_storeu_ps(c + 0 * (size_t)ldc, c00); _mm256_storeu_ps(c + 0 * (size_t)ldc + 8, c01);
+    _mm256_storeu_ps(c + 1 * (size_t)ldc, c10); _mm256_storeu_ps(c + 1 * (size_t)ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * (size_t)ldc, c20); _mm256_storeu_ps(c + 2 * (size_t)ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * (size_t)ldc, c30); _mm256_storeu_ps(c + 3 * (size_t)ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * (size_t)ldc, c40); _mm256_storeu_ps(c + 4 * (size_t)ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * (size_t)ldc, c50); _mm256_storeu_ps(c + 5 * (size_t)ldc + 8, c51);
+}
+
+#define CK_SUFFIX avx2
+#define CK_MR AVX2_MR
+#define CK_NR AVX2_NR
+#define CK_MICROKERNEL microkernel_avx2
+#include "driver_template.h"
+#undef CK_SUFFIX
+#undef CK_MR
+#undef CK_NR
+#undef CK_MICROKERNEL
+
+#pragma clang attribute pop
+
+// MARK: AVX-512F micro-kernel (12 x 32: 24 zmm accumulators, 2 for B, 1 broadcast)
+
+#define AVX512_MR 12
+#define AVX512_NR 32
+
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+
+#define AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+static void microkernel_avx512(int kc, const float *restrict a, const float *restrict b,
+                               float *restrict c, int ldc, int load) {
+#define DECLARE(i) __m512 c##i##0, c##i##1;
+    AVX512_ROWS(DECLARE)
+#undef DECLARE
+    if (load) {
+#define LOAD(i) c##i##0 = _mm512_loadu_ps(c + (size_t)(i) * ldc); c##i##1 = _mm512_loadu_ps(c + (size_t)(i) * ldc + 16);
+        AVX512_ROWS(LOAD)
+#undef LOAD
+    } else {
+#define ZERO(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
+        AVX512_ROWS(ZERO)
+#undef ZERO
+    }
+    for (int p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#define STEP(i) { const __m512 av = _mm512_set1_ps(a[i]); c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
+        AVX512_ROWS(STEP)
+#undef STEP
+        a += AVX512_MR;
+        b += AVX512_NR;
+    }
+#define STORE(i) _mm512_storeu_ps(c + (size_t)(i) * ldc, c##i##0); _mm512_storeu_ps(c + (size_t)(i) * ldc + 16, c##i##1);
+    AVX512_ROWS(STORE)
+#undef STORE
+}
+
+#define CK_SUFFIX avx512
+#define CK_MR AVX512_MR
+#define CK_NR AVX512_NR
+#define CK_MICROKERNEL microkernel_avx512
+#include "driver_template.h"
+#undef CK_SUFFIX
+#undef CK_MR
+#undef CK_NR
+#undef CK_MICROKERNEL
+
+#pragma clang attribute pop
+
+#endif  // CK_X86
+
+// MARK: dispatch
+
+int ck_kernel_supported(int kernel) {
+    switch (kernel) {
+    case CK_KERNEL_PORTABLE: return 1;
+#ifdef CK_X86
+    case CK_KERNEL_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CK_KERNEL_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default: return 0;
+    }
+}
+
+int ck_best_kernel(void) {
+    if (ck_kernel_supported(CK_KERNEL_AVX512)) return CK_KERNEL_AVX512;
+    if (ck_kernel_supported(CK_KERNEL_AVX2)) return CK_KERNEL_AVX2;
+    return CK_KERNEL_PORTABLE;
+}
+
+/// A kernel this CPU cannot run falls back to the portable one rather than faulting.
+static int usable(int kernel) { return ck_kernel_supported(kernel) ? kernel : CK_KERNEL_PORTABLE; }
+
+int ck_kernel_mr(int kernel) {
+    switch (usable(kernel)) {
+#ifdef CK_X86
+    case CK_KERNEL_AVX2: return AVX2_MR;
+    case CK_KERNEL_AVX512: return AVX512_MR;
+#endif
+    default: return PORTABLE_MR;
+    }
+}
+
+int ck_kernel_nr(int kernel) {
+    switch (usable(kernel)) {
+#ifdef CK_X86
+    case CK_KERNEL_AVX2: return AVX2_NR;
+    case CK_KERNEL_AVX512: return AVX512_NR;
+#endif
+    default: return PORTABLE_NR;
+    }
+}
+
+size_t ck_packed_size(int kernel, int n, int k) {
+    const int nr = ck_kernel_nr(kernel);
+    return (size_t)((n + nr - 1) / nr) * nr * (size_t)k;
+}
+
+// Panel p holds columns p*NR ..< p*NR+NR of B for every k, NR floats per k, zero padded.
+static void pack(int kernel, float *dst, const float *src, int n, int k, size_t col_stride, size_t k_stride) {
+    const int nr = ck_kernel_nr(kernel);
+    for (int j0 = 0; j0 < n; j0 += nr) {
+        for (int p = 0; p < k; p++)
+            for (int j = 0; j < nr; j++)
+                *dst++ = j0 + j < n ? src[(size_t)(j0 + j) * col_stride + (size_t)p * k_stride] : 0.0f;
+    }
+}
+
+void ck_pack_b_transposed(int kernel, float *dst, const float *w, int n, int k, int ldw) {
+    pack(kernel, dst, w, n, k, (size_t)ldw, 1);
+}
+
+void ck_pack_b(int kernel, float *dst, const float *b, int n, int k, int ldb) {
+    pack(kernel, dst, b, n, k, 1, (size_t)ldb);
+}
+
+void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
+                    const float *a, int lda, const float *packed_b,
+                    const float *bias, int act, int accumulate, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float v = (accumulate ? c[(size_t)i * ldc + j] : 0.0f) + (bias ? bias[j] : 0.0f);
+                if (act == CK_ACT_QUICKGELU) v = v / (1.0f + ck_fast_exp(-1.702f * v));
+                else if (act == CK_ACT_GELU) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+                c[(size_t)i * ldc + j] = v;
+            }
+        return;
+    }
+    struct ck_gemm_job job = { m, n, k, lda, ldc, act, accumulate, a, packed_b, bias, c };
+    ck_task task = gemm_task_portable;
+#ifdef CK_X86
+    switch (usable(kernel)) {
+    case CK_KERNEL_AVX2: task = gemm_task_avx2; break;
+    case CK_KERNEL_AVX512: task = gemm_task_avx512; break;
+    default: break;
+    }
+#endif
+    const int panels = (n + ck_kernel_nr(kernel) - 1) / ck_kernel_nr(kernel);
+    if (threads > panels) threads = panels;
+    // A share below ~1 MFLOP costs more to hand over than to compute.
+    if ((double)m * n * k < 1e6) threads = 1;
+    ck_pool_run(task, &job, threads);
+}
+
+void ck_attention(int kernel, int threads, float *out, const float *qkv, int b, int t, int c, int nh, int causal) {
+    if (b <= 0 || t <= 0) return;
+    struct ck_attention_job job = { out, qkv, b, t, c, nh, causal };
+    ck_task task = attention_task_portable;
+#ifdef CK_X86
+    switch (usable(kernel)) {
+    case CK_KERNEL_AVX2: task = attention_task_avx2; break;
+    case CK_KERNEL_AVX512: task = attention_task_avx512; break;
+    default: break;
+    }
+#endif
+    if (threads > b * nh) threads = b * nh;
+    ck_pool_run(task, &job, threads);
+}
+
+void ck_layernorm(int kernel, int threads, float *out, const float *inp, const float *weight, const float *bias,
+                  int n, int c, float eps) {
+    if (n <= 0) return;
+    struct ck_layernorm_job job = { out, inp, weight, bias, n, c, eps };
+    ck_task task = layernorm_task_portable;
+#ifdef CK_X86
+    switch (usable(kernel)) {
+    case CK_KERNEL_AVX2: task = layernorm_task_avx2; break;
+    case CK_KERNEL_AVX512: task = layernorm_task_avx512; break;
+    default: break;
+    }
+#endif
+    if ((long)n * c < 32768) threads = 1;
+    if (threads > n) threads = n;
+    ck_pool_run(task, &job, threads);
+}
