@@ -49,7 +49,7 @@ let admin = try await PostgresConnection.connect(configuration: PostgresConfigur
 var scratchDatabases: [String] = []
 
 /// A scratch database migrated with the migrations up to `lastVersion` (all when nil).
-func scratchDatabase(lastVersion: Int?) async throws -> ClipdDatabase {
+@MainActor func scratchDatabase(lastVersion: Int?) async throws -> ClipdDatabase {
     let name = "clipd_bench_\(UInt32.random(in: 0...UInt32.max))"
     try await admin.query("CREATE DATABASE \(identifier: name)")
     scratchDatabases.append(name)
@@ -185,7 +185,7 @@ await admin.close()
 
 // MARK: layouts
 
-func compareLayouts() async throws {
+@MainActor func compareLayouts() async throws {
     let rows = option("--rows", 10240)
     let queryCount = option("--queries", 200)
     let wanted = stringOption("--layouts", "old,new,new+text").split(separator: ",").map(String.init)
@@ -284,7 +284,7 @@ func compareLayouts() async throws {
 
 // MARK: methods
 
-func compareMethods() async throws {
+@MainActor func compareMethods() async throws {
     let rowsPerMethod = option("--rows", 4096)
     let database = try await scratchDatabase(lastVersion: nil)
     let backend = try await database.vectorBackend()
