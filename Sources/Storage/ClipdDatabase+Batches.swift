@@ -37,9 +37,13 @@ extension ClipdDatabase {
             label_set = EXCLUDED.label_set, metadata = EXCLUDED.metadata, updated_at = now()
         """
     private static let embeddingColumns = ["record_id", "model_version_id", "image_embedding", "text_embedding", "image_text_similarity"]
+    // A replayed row whose vectors are unchanged is left alone: updating it would add the row to
+    // the version's HNSW graph once more (a new row version), which costs as much as a new row.
     private static let embeddingUpsert: PostgresQuery = """
         ON CONFLICT (record_id, model_version_id) DO UPDATE SET image_embedding = EXCLUDED.image_embedding,
             text_embedding = EXCLUDED.text_embedding, image_text_similarity = EXCLUDED.image_text_similarity, created_at = now()
+        WHERE (embeddings.image_embedding, embeddings.text_embedding, embeddings.image_text_similarity)
+              IS DISTINCT FROM (EXCLUDED.image_embedding, EXCLUDED.text_embedding, EXCLUDED.image_text_similarity)
         """
 
     private func writeWithInserts(_ batch: WriteBatch, in transaction: PostgresTransaction) async throws {
