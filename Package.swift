@@ -72,8 +72,9 @@ let package = Package(
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
         .target(name: "Daemon", dependencies: [
             "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "CLIP", "CLIPTokenizer",
-            "Tensor", "Executors",
+            "Tensor", "Executors", "ZeroShot",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The command line: flags, config layering, logging and metrics bootstrap.

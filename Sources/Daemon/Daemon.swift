@@ -82,10 +82,16 @@ public struct Daemon: Sendable {
                                       deadLetters: KafkaDeadLetterSink(producer: producer, topic: config.effectiveDLQTopic),
                                       stages: stages, model: loaded, tracker: tracker, logger: logger, metrics: metrics)
 
-        let services: [any Service] = [
+        var services: [any Service] = [
             ConsumerService(consumer: consumer, producer: producer),
             PipelineService(pipeline: pipeline, health: health),
             NotificationService(configuration: pgConfig, pipeline: pipeline, registry: registry, logger: logger),
+        ]
+        if config.backfillEnabled {
+            services.append(BackfillService(configuration: pgConfig, pipeline: pipeline, loader: loader, tokenize: stages.tokenize,
+                                            settings: config.backfillSettings, worker: Self.workerName(), logger: logger))
+        }
+        services += [
             ProgressService(pipeline: pipeline, consumer: consumer, source: source, interval: config.progressIntervalSeconds,
                             stopWhenIdle: stopWhenIdle, logger: logger),
         ]
@@ -97,6 +103,11 @@ public struct Daemon: Sendable {
         try await ServiceGroup(configuration: groupConfiguration).run()
         await connection.close()
         logger.info("stopped", metadata: ["written": "\(metrics.snapshot.written)", "failed": "\(metrics.snapshot.failed)"])
+    }
+
+    /// host:pid, naming this daemon in `model_backfill_chunks.claimed_by`.
+    static func workerName() -> String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
     }
 
     /// /metrics, /healthz and /readyz.
@@ -117,6 +128,13 @@ extension DaemonConfig {
     public var pipelineConfiguration: StreamPipeline.Configuration {
         StreamPipeline.Configuration(group: group, batchSize: batchSize, batchLatencyMs: batchLatencyMs, maxInFlight: maxInFlight,
                                      defaultLabelSet: labelSet, topK: topK)
+    }
+
+    /// What the re-embedding backfill needs of the configuration.
+    var backfillSettings: BackfillService.Settings {
+        BackfillService.Settings(batchSize: backfillBatchSize, chunkSize: backfillChunkSize, leaseSeconds: backfillLeaseSeconds,
+                                 coverageThreshold: searchCoverageThreshold, keepVersions: keepModelVersions,
+                                 defaultLabelSet: labelSet, topK: topK, liveBatchSize: batchSize)
     }
 
     /// Fetch limits and policies of the configuration.

@@ -40,6 +40,18 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     public var fetchMaxBytes = 20 * 1024 * 1024
     public var fetchRetries = 3
     public var maxImagePixels = 40_000_000
+    /// Re-embed every stored record with each newly activated model version (shared by all daemons).
+    public var backfillEnabled = true
+    /// Records per backfill encoder batch (small, so live batches wait little behind one).
+    public var backfillBatchSize = 8
+    /// Records per backfill chunk (the unit daemons claim).
+    public var backfillChunkSize = 256
+    /// How long a claimed chunk stays a daemon's without progress before another may take it.
+    public var backfillLeaseSeconds = 30.0
+    /// Fraction of records a new version must cover before search answers from it (1 = all).
+    public var searchCoverageThreshold = 1.0
+    /// Activated versions whose embeddings and tags are kept; older ones are removed.
+    public var keepModelVersions = 3
 
     public init() {}
 
@@ -68,6 +80,12 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case fetchMaxBytes = "fetch_max_bytes"
         case fetchRetries = "fetch_retries"
         case maxImagePixels = "max_image_pixels"
+        case backfillEnabled = "backfill_enabled"
+        case backfillBatchSize = "backfill_batch_size"
+        case backfillChunkSize = "backfill_chunk_size"
+        case backfillLeaseSeconds = "backfill_lease_seconds"
+        case searchCoverageThreshold = "search_coverage_threshold"
+        case keepModelVersions = "keep_model_versions"
     }
 
     /// Every key of the configuration file, which is also the environment variable name
@@ -113,6 +131,10 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
             return "fetch limits must be positive"
         }
         if maxImagePixels < 1 { return "max_image_pixels must be positive" }
+        if backfillBatchSize < 1 || backfillBatchSize > 4096 || backfillChunkSize < 1 { return "backfill_batch_size must be in 1...4096 and backfill_chunk_size positive" }
+        if !(backfillLeaseSeconds > 0) { return "backfill_lease_seconds must be positive" }
+        if !(searchCoverageThreshold > 0 && searchCoverageThreshold <= 1) { return "search_coverage_threshold must be in (0, 1]" }
+        if keepModelVersions < 1 { return "keep_model_versions must be at least 1" }
         return nil
     }
 }

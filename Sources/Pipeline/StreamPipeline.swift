@@ -113,6 +113,10 @@ public final class StreamPipeline: @unchecked Sendable {
 
     public var currentModel: LoadedModel { lock.withLock { model } }
 
+    /// The encoder thread (FIFO, width 1). The re-embedding backfill queues its small batches
+    /// here, so a live batch waits for at most one of them.
+    public var encoderPool: WorkerPool { encoder }
+
     // MARK: models and label sets
 
     /// Swaps the model between batches (a new active version).
