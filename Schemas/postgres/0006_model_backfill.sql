@@ -244,3 +244,35 @@ $$;
 
 -- A database migrated with an active version: its backfill starts like any activation's.
 INSERT INTO model_backfills (model_version_id) SELECT id FROM model_versions WHERE is_active;
+
+-- The fine-tune job's training set when it consumes the topic (`clipd finetune run --brokers …`):
+-- captioned records its own consumer group read, fetched and preprocessed exactly as the daemon
+-- does, kept as the crop the model sees (float32, 3 × S × S, with the preprocessing it was made
+-- for) and the caption's token ids. Bounded: the newest N samples by arrival (a sliding window;
+-- older ones are deleted as new ones arrive). Exact duplicate images (same bytes: SHA-256) and
+-- repeated captions (after trimming, case and whitespace folding) are kept out, since in a
+-- contrastive batch a duplicate is a false negative. The group's offsets go to consumer_offsets in
+-- the same transaction as the samples they cover.
+CREATE TABLE training_samples (
+    id                bigserial PRIMARY KEY,
+    record_id         text NOT NULL,
+    image_url         text NOT NULL,
+    caption           text NOT NULL CHECK (btrim(caption) <> ''),
+    caption_key       text NOT NULL UNIQUE,
+    image_sha256      bytea NOT NULL UNIQUE,
+    preprocessing     text NOT NULL,
+    pixels            bytea NOT NULL,
+    token_ids         integer[] NOT NULL,
+    consumer_group    text NOT NULL,
+    source_topic      text,
+    source_partition  integer,
+    source_offset     bigint,
+    added_at          timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE training_samples ALTER COLUMN pixels SET STORAGE EXTERNAL;
+
+-- The caption key duplicates are detected by.
+CREATE FUNCTION clipd_caption_key(caption text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT lower(regexp_replace(btrim(caption), '\s+', ' ', 'g'))
+$$;

@@ -143,9 +143,9 @@ struct BackfillService: Service {
                 if case .failure(let f) = item.1 { return .init(recordID: item.0.id, errorClass: f.failureClass.rawValue, message: f.message) }
                 return nil
             }
-            let settings = self.settings
+            let chosen = batchClassifiers, defaultLabelSet = settings.defaultLabelSet, topK = settings.topK
             let rows = try await pipeline.encoderPool.run {
-                try Self.encode(ready, model: model, classifiers: batchClassifiers, defaultLabelSet: settings.defaultLabelSet, topK: settings.topK)
+                try Self.encode(ready, model: model, classifiers: chosen, defaultLabelSet: defaultLabelSet, topK: topK)
             }
             try await database.writeBackfill(modelVersionID: chunk.modelVersionID, embeddings: rows.embeddings, tags: rows.tags, failures: failures)
             metrics.backfilled(rows.embeddings.count + failures.count)

@@ -8,6 +8,10 @@ extension ClipdDatabase {
     public struct OpenBackfill: Sendable, Equatable {
         public var modelVersionID: Int64
         public var planned: Bool
+        public init(modelVersionID: Int64, planned: Bool) {
+            self.modelVersionID = modelVersionID
+            self.planned = planned
+        }
     }
 
     /// One claimed chunk: records with `firstID <= id < endID` (nil: unbounded).
@@ -43,6 +47,10 @@ extension ClipdDatabase {
         public var status: String
         /// This call made the version the one search answers from.
         public var startedServing: Bool
+        public init(status: String, startedServing: Bool) {
+            self.status = status
+            self.startedServing = startedServing
+        }
     }
 
     /// Coverage of one version's embeddings over the stored records (`clipd model status`).

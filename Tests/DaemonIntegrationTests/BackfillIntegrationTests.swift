@@ -120,8 +120,9 @@ final class BackfillIntegrationTests: XCTestCase {
             cliVersions += versions
         }
         try await waitUntil("v2 covers every record and serves search", timeout: .seconds(240), interval: .milliseconds(200)) {
-            try await self.embeddings(v2) == n
-                && (try await h.count("SELECT clipd_search_model_version()")) == Int(v2)
+            let embedded = try await self.embeddings(v2)
+            let serving = try await h.count("SELECT clipd_search_model_version()")
+            return embedded == n && serving == Int(v2)
         }
         try await Task.sleep(for: .milliseconds(300))
         stop.set()
@@ -172,8 +173,9 @@ final class BackfillIntegrationTests: XCTestCase {
 
         try startDaemonOnActiveVersion(extra: flags)
         try await waitUntil("v2 covers every record", timeout: .seconds(240), interval: .milliseconds(200)) {
-            try await self.embeddings(v2) == n
-                && (try await h.count("SELECT clipd_search_model_version()")) == Int(v2)
+            let embedded = try await self.embeddings(v2)
+            let serving = try await h.count("SELECT clipd_search_model_version()")
+            return embedded == n && serving == Int(v2)
         }
         try await assertCovered(v2, records: n)
         if held > 0 {
@@ -190,8 +192,9 @@ final class BackfillIntegrationTests: XCTestCase {
         _ = try await ingest(n, daemons: 2, extra: backfillFlags(batch: 1, chunk: 2))
         let v2 = try activateNewVersion("v2")
         try await waitUntil("v2 covers every record", timeout: .seconds(240), interval: .milliseconds(200)) {
-            try await self.embeddings(v2) == n
-                && (try await h.count("SELECT clipd_search_model_version()")) == Int(v2)
+            let embedded = try await self.embeddings(v2)
+            let serving = try await h.count("SELECT clipd_search_model_version()")
+            return embedded == n && serving == Int(v2)
         }
         try await assertCovered(v2, records: n)
         let workers = try await h.grouped("""
