@@ -59,7 +59,9 @@ struct BackfillService: Service {
                     await pause(settings.idlePoll)
                     continue
                 }
-                let model = pipeline.currentModel
+                // The version the daemon runs or is about to switch to (a swap applies at the next
+                // live batch, which an idle topic may not bring soon).
+                let model = pipeline.latestModel
                 // Until this daemon has switched to the activated version it cannot help.
                 guard open.modelVersionID == model.version.id else {
                     await pause(settings.idlePoll)
@@ -116,7 +118,7 @@ struct BackfillService: Service {
         while true {
             if Task.isCancelled || Task.isShuttingDownGracefully { return .interrupted }
             // A newer activation (or a pending swap) makes this chunk's version stale.
-            if pipeline.currentModel.version.id != chunk.modelVersionID { return .interrupted }
+            if pipeline.latestModel.version.id != chunk.modelVersionID { return .interrupted }
             let records = try await database.backfillRecords(chunk, after: after, limit: settings.batchSize)
             guard let last = records.last else { return .finished }
             after = last.id
