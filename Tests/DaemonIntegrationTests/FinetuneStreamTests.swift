@@ -23,20 +23,21 @@ final class FinetuneStreamTests: XCTestCase {
         let h = harness!
         work = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-ft-stream-\(UUID().uuidString)")
         let images = work.appendingPathComponent("images")
-        let synth = try runClipd(["synth", "--output", images.path, "--side", "64", "--sample", "40"], timeout: 120)
+        let synth = try runClipd(["synth", "--output", images.path, "--side", "64", "--sample", "44"], timeout: 120)
         XCTAssertEqual(synth.status, 0, synth.stderr)
         let lines = try String(contentsOf: images.appendingPathComponent("records.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 40)
+        XCTAssertEqual(lines.count, 44)
         let records = lines.map(jsonObject)
-        let first30 = Array(lines.prefix(30)), later10 = Array(lines.suffix(10))
+        let first30 = Array(lines[0..<30]), later10 = Array(lines[30..<40])
 
-        // 30 distinct pairs, then what the training set must keep out.
-        let r0 = records[0]
-        let copyOfImage = try json(["id": "copy-of-image", "image_url": r0["image_url"]!, "caption": "an entirely different caption"])
-        let copyOfCaption = try json(["id": "copy-of-caption", "image_url": records[31]["image_url"]!,
-                                      "caption": "  " + (r0["caption"] as! String).uppercased() + "  "])
-        let uncaptioned = try json(["id": "uncaptioned", "image_url": records[32]["image_url"]!])
-        let blank = try json(["id": "blank", "image_url": records[33]["image_url"]!, "caption": "   "])
+        // 30 distinct pairs, then what the training set must keep out: a copy of record 0's image
+        // (new caption) and of record 1's caption (new image; case and spacing differ). Across
+        // partitions either of a pair may arrive first; exactly one of each pair is kept.
+        let copyOfImage = try json(["id": "copy-of-image", "image_url": records[0]["image_url"]!, "caption": "an entirely different caption"])
+        let copyOfCaption = try json(["id": "copy-of-caption", "image_url": records[40]["image_url"]!,
+                                      "caption": "  " + (records[1]["caption"] as! String).uppercased().replacingOccurrences(of: " ", with: "  ") + "  "])
+        let uncaptioned = try json(["id": "uncaptioned", "image_url": records[41]["image_url"]!])
+        let blank = try json(["id": "blank", "image_url": records[42]["image_url"]!, "caption": "   "])
         let messages = (first30 + [copyOfImage, copyOfCaption, uncaptioned, blank, "{not json"]).map { (key: String?.none, value: $0) }
         try await h.produce(messages)
 
@@ -74,8 +75,13 @@ final class FinetuneStreamTests: XCTestCase {
         XCTAssertEqual(recordsRows, 0, "no daemon ran: the run trained on what the job read from Kafka")
         let samples = try await h.count("SELECT count(*) FROM training_samples")
         XCTAssertEqual(samples, 30, "the duplicate image, the duplicate caption, the uncaptioned and blank records are kept out")
-        let kept = try await h.count("SELECT count(*) FROM training_samples WHERE record_id IN ('copy-of-image', 'copy-of-caption', 'uncaptioned', 'blank')")
-        XCTAssertEqual(kept, 0)
+        let imagePair = [records[0]["id"] as! String, "copy-of-image"], captionPair = [records[1]["id"] as! String, "copy-of-caption"]
+        let keptOfImagePair = try await h.count("SELECT count(*) FROM training_samples WHERE record_id = ANY(\(imagePair))")
+        let keptOfCaptionPair = try await h.count("SELECT count(*) FROM training_samples WHERE record_id = ANY(\(captionPair))")
+        let keptEmpty = try await h.count("SELECT count(*) FROM training_samples WHERE record_id IN ('uncaptioned', 'blank')")
+        XCTAssertEqual(keptOfImagePair, 1, "one image, stored once")
+        XCTAssertEqual(keptOfCaptionPair, 1, "one caption, stored once")
+        XCTAssertEqual(keptEmpty, 0)
         let offsets = try await h.count("SELECT COALESCE(sum(next_offset), 0)::bigint FROM consumer_offsets WHERE consumer_group = 'trainer'")
         XCTAssertEqual(offsets, messages.count, "the group's offsets cover every message, stored with the samples")
         let trained = try await h.count("SELECT (metrics->>'train_pairs')::bigint FROM finetune_runs WHERE status IN ('finished', 'rejected')")
