@@ -276,3 +276,21 @@ CREATE FUNCTION clipd_caption_key(caption text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT lower(regexp_replace(btrim(caption), '\s+', ' ', 'g'))
 $$;
+
+-- A run stopped by SIGTERM is `interrupted` (not failed): the next trainer claims it before any
+-- scheduled run and trains it again on the same pairs (`pairs`, fixed when the run first started)
+-- with the same seed, so it ends with the weights an uninterrupted run would have had.
+ALTER TABLE finetune_runs DROP CONSTRAINT finetune_runs_status_check;
+ALTER TABLE finetune_runs ADD CONSTRAINT finetune_runs_status_check
+    CHECK (status IN ('scheduled', 'running', 'finished', 'rejected', 'failed', 'cancelled', 'interrupted'));
+ALTER TABLE finetune_runs ADD COLUMN pairs jsonb;
+ALTER TABLE finetune_runs ADD COLUMN interrupted_at_step integer;
+
+CREATE OR REPLACE FUNCTION clipd_claim_finetune_run(worker text) RETURNS SETOF finetune_runs
+LANGUAGE sql AS $$
+    UPDATE finetune_runs SET status = 'running', claimed_by = worker, started_at = now(), finished_at = NULL
+     WHERE id = (SELECT id FROM finetune_runs
+                  WHERE status = 'interrupted' OR (status = 'scheduled' AND scheduled_at <= now())
+                  ORDER BY status = 'interrupted' DESC, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+$$;

@@ -62,6 +62,14 @@ public struct FinetuneService: Service {
         self.report = report
     }
 
+    /// Runs as the only service of a ServiceGroup that turns SIGTERM and SIGINT into a graceful
+    /// shutdown (`clipd finetune run`): a run in progress stops between two steps as `interrupted`.
+    public func runHandlingSignals() async throws {
+        var configuration = ServiceGroupConfiguration(services: [.init(service: self)], logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
     public func run() async throws {
         let doorbell = Doorbell()
         let stopping = Locked(false)
@@ -119,7 +127,9 @@ public struct FinetuneService: Service {
         }
         defer { listener?.stop() }
 
-        let job = makeJob(database: database)
+        var job = makeJob(database: database)
+        // A shutdown stops the run between two steps; it is recorded as `interrupted`.
+        job.shouldStop = { stopping.value }
         while !stopping.value {
             if let run = try await database.claimFinetuneRun(worker: options.worker) {
                 logger.info("claimed fine-tune run \(run.id)")

@@ -110,3 +110,25 @@ extension ClipdDatabase {
         return (try row.decode(Double?.self, at: 0).map { Date(timeIntervalSince1970: $0) }, try row.decode(Int.self, at: 1))
     }
 }
+
+extension ClipdDatabase {
+    /// The pairs fixed when the run first started (`finetune_runs.pairs`).
+    public func runPairs(runID: Int64) async throws -> [CaptionedRecord]? {
+        guard let text = try await connection.query("SELECT pairs::text FROM finetune_runs WHERE id = \(runID)").first?.decode(String?.self, at: 0),
+              let array = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else { return nil }
+        return array.compactMap { object in
+            guard let id = object["id"] as? String, let url = object["image_url"] as? String, let caption = object["caption"] as? String else { return nil }
+            return CaptionedRecord(id: id, imageURL: url, caption: caption, sampleID: (object["sample_id"] as? NSNumber)?.int64Value)
+        }
+    }
+
+    public func recordRunPairs(runID: Int64, pairs: [CaptionedRecord]) async throws {
+        let array: [[String: Any]] = pairs.map { pair in
+            var object: [String: Any] = ["id": pair.id, "image_url": pair.imageURL, "caption": pair.caption]
+            if let sample = pair.sampleID { object["sample_id"] = sample }
+            return object
+        }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: array), as: UTF8.self)
+        try await connection.query("UPDATE finetune_runs SET pairs = \(PostgresJSON(json)) WHERE id = \(runID)")
+    }
+}

@@ -27,6 +27,8 @@ public struct FinetuneJob: Sendable {
     public var maxHeldOut = 1000
     /// Pairs from the stream's training set (stored crops) or from `records` (images fetched again).
     public var pairSource: PairSource = .database
+    /// Checked before every optimizer step: true stops the run as `interrupted` (a shutdown).
+    public var shouldStop: @Sendable () -> Bool = { false }
     private let executor = WorkerPool(name: "clipd-train", width: 1)
 
     public init(store: FinetuneRunStore, images: @escaping @Sendable (CLIPConfig) -> TrainingImageSource, tokenize: @escaping @Sendable (String, Int) throws -> [Int32],
@@ -47,6 +49,10 @@ public struct FinetuneJob: Sendable {
         let outcome: FinetuneOutcome
         do {
             outcome = try await train(runID: runID, baseVersionID: baseVersionID, parameters: parameters, losses: &losses)
+        } catch let interruption as FinetuneInterruption {
+            let message = "interrupted at step \(interruption.step) of \(parameters.steps); the next trainer trains it again on the same pairs and seed"
+            logger.notice("fine-tune run \(runID): \(message)")
+            outcome = FinetuneOutcome(status: .interrupted, lossCurve: losses, error: message)
         } catch {
             let message = (error as? TrainingError)?.message ?? (error as? CLIPError)?.message ?? "\(error)"
             logger.error("fine-tune run \(runID) failed: \(message)")
@@ -75,7 +81,15 @@ public struct FinetuneJob: Sendable {
         let images = self.images(cfg)
 
         // Pairs: the held-out split by record id, images loaded, captions tokenized.
-        let records = pairSource == .stream ? try await store.trainingSetPairs(limit: p.maxPairs) : try await store.captionedRecords(limit: p.maxPairs)
+        // The pairs are fixed at the run's first start: an interrupted run trains again on the same ones.
+        let records: [CaptionedRecord]
+        if let fixed = try await store.runPairs(runID: runID) {
+            records = fixed
+            logger.info("fine-tune run \(runID): resuming on the \(fixed.count) pairs fixed at its first start")
+        } else {
+            records = pairSource == .stream ? try await store.trainingSetPairs(limit: p.maxPairs) : try await store.captionedRecords(limit: p.maxPairs)
+            try await store.recordRunPairs(runID: runID, pairs: records)
+        }
         let (heldOutRecords, trainRecords) = records.reduce(into: ([CaptionedRecord](), [CaptionedRecord]())) {
             if HeldOutSplit.isHeldOut($1.id, fraction: p.heldOutFraction) { $0.0.append($1) } else { $0.1.append($1) }
         }
@@ -118,6 +132,7 @@ public struct FinetuneJob: Sendable {
         let per = 3 * cfg.imageSize * cfg.imageSize
         let trainStart = ContinuousClock.now
         for step in 0..<p.steps {
+            if shouldStop() { throw FinetuneInterruption(step: step) }
             let chosen = sampler.next(max: p.batch)
             var pixels: [Float] = []
             pixels.reserveCapacity(chosen.count * per)

@@ -76,6 +76,10 @@ public protocol FinetuneRunStore: Sendable {
     func trainingSetPairs(limit: Int) async throws -> [CaptionedRecord]
     /// Stored crops and token ids by sample id.
     func trainingSampleInputs(ids: [Int64]) async throws -> [Int64: StoredTrainingInput]
+    /// The pairs fixed when the run first started (nil: not started before).
+    func runPairs(runID: Int64) async throws -> [CaptionedRecord]?
+    /// Fixes the run's pairs, so an interrupted run trains again on exactly these.
+    func recordRunPairs(runID: Int64, pairs: [CaptionedRecord]) async throws
 }
 
 extension FinetuneRunStore {
@@ -83,6 +87,13 @@ extension FinetuneRunStore {
         throw TrainingError(.notEnoughPairs, "this store keeps no training set from the stream")
     }
     public func trainingSampleInputs(ids: [Int64]) async throws -> [Int64: StoredTrainingInput] { [:] }
+    public func runPairs(runID: Int64) async throws -> [CaptionedRecord]? { nil }
+    public func recordRunPairs(runID: Int64, pairs: [CaptionedRecord]) async throws {}
+}
+
+/// Thrown out of the training loop when `FinetuneJob.shouldStop` turns true.
+struct FinetuneInterruption: Error {
+    let step: Int
 }
 
 /// Image URL → preprocessed model input.

@@ -193,10 +193,11 @@ struct FinetuneRunCommand: AsyncParsableCommand {
             }
         }
         do {
-            // Not under a ServiceGroup: SIGTERM ends the process at once (a run in progress stays
-            // `running` until the next trainer marks it failed; the training set and its offsets
-            // are committed per batch, so collection resumes where it stopped).
-            try await service.run()
+            // SIGTERM/SIGINT: a run in progress stops between two steps and is marked
+            // `interrupted`; the next trainer trains it again on the same pairs and seed. The
+            // training set and its offsets are committed per batch, so collection resumes where
+            // it stopped. (kill -9 leaves the run `running` until the next trainer marks it failed.)
+            try await service.runHandlingSignals()
         } catch {
             throw explainingMissingSchema(error)
         }
