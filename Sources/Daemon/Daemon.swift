@@ -91,6 +91,9 @@ public struct Daemon: Sendable {
             services.append(BackfillService(configuration: pgConfig, pipeline: pipeline, loader: loader, tokenize: stages.tokenize,
                                             settings: config.backfillSettings, worker: Self.workerName(), logger: logger))
         }
+        if config.finetuneEnabled {
+            services.append(try FinetuneService.inDaemon(config: config, configuration: pgConfig, worker: Self.workerName(), logger: logger))
+        }
         services += [
             ProgressService(pipeline: pipeline, consumer: consumer, source: source, interval: config.progressIntervalSeconds,
                             stopWhenIdle: stopWhenIdle, logger: logger),

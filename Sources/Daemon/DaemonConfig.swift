@@ -52,6 +52,20 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     public var searchCoverageThreshold = 1.0
     /// Activated versions whose embeddings and tags are kept; older ones are removed.
     public var keepModelVersions = 3
+    /// Run the fine-tune job inside the daemon (its own consumer group keeps the training set).
+    public var finetuneEnabled = false
+    /// The fine-tune job's consumer group (not `group`).
+    public var finetuneGroup = "clipd-finetune"
+    /// Canary file of the promotion gate (required with finetune_enabled).
+    public var finetuneCanary: String?
+    /// Where promoted checkpoints are written (storage every daemon can read).
+    public var finetuneCheckpointDir = "clipd-checkpoints"
+    /// Schedule a run when the last was scheduled at least this many seconds ago (0 = never by time).
+    public var finetuneIntervalSeconds = 0.0
+    /// Schedule a run when this many samples entered the training set since the last (0 = never by count).
+    public var finetuneMinNewPairs = 0
+    /// The training set keeps the newest this many samples.
+    public var finetuneTrainingSetSize = 10_000
 
     public init() {}
 
@@ -86,6 +100,13 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case backfillLeaseSeconds = "backfill_lease_seconds"
         case searchCoverageThreshold = "search_coverage_threshold"
         case keepModelVersions = "keep_model_versions"
+        case finetuneEnabled = "finetune_enabled"
+        case finetuneGroup = "finetune_group"
+        case finetuneCanary = "finetune_canary"
+        case finetuneCheckpointDir = "finetune_checkpoint_dir"
+        case finetuneIntervalSeconds = "finetune_interval_seconds"
+        case finetuneMinNewPairs = "finetune_min_new_pairs"
+        case finetuneTrainingSetSize = "finetune_training_set_size"
     }
 
     /// Every key of the configuration file, which is also the environment variable name
@@ -135,6 +156,11 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         if !(backfillLeaseSeconds > 0) { return "backfill_lease_seconds must be positive" }
         if !(searchCoverageThreshold > 0 && searchCoverageThreshold <= 1) { return "search_coverage_threshold must be in (0, 1]" }
         if keepModelVersions < 1 { return "keep_model_versions must be at least 1" }
+        if finetuneEnabled && (finetuneCanary ?? "").isEmpty { return "finetune_canary is required with finetune_enabled" }
+        if finetuneEnabled && finetuneGroup == group { return "finetune_group must differ from group (the job has its own consumer group)" }
+        if finetuneIntervalSeconds < 0 || finetuneMinNewPairs < 0 || finetuneTrainingSetSize < 1 {
+            return "finetune_interval_seconds and finetune_min_new_pairs must not be negative, finetune_training_set_size must be positive"
+        }
         return nil
     }
 }

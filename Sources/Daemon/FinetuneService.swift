@@ -62,6 +62,29 @@ public struct FinetuneService: Service {
         self.report = report
     }
 
+    /// The job as a service of `clipd run` (`finetune_enabled`): it consumes the daemon's topic with
+    /// its own group (`finetune_group`) into the training set and trains on it.
+    static func inDaemon(config: DaemonConfig, configuration: PostgresConfiguration, worker: String, logger: Logger) throws -> FinetuneService {
+        guard let path = config.finetuneCanary, let data = FileManager.default.contents(atPath: path) else {
+            throw DaemonError("cannot read finetune_canary \(config.finetuneCanary ?? "")")
+        }
+        let canary: CanarySpec
+        do { canary = try CanarySpec(json: data) } catch let error as TrainingError { throw DaemonError("finetune_canary \(path): \(error.message)") }
+        var options = Options(canary: canary, checkpointDirectory: URL(fileURLWithPath: config.finetuneCheckpointDir).standardizedFileURL, worker: worker)
+        options.fetch = config.fetchConfiguration
+        options.trigger = FinetuneTrigger(interval: config.finetuneIntervalSeconds > 0 ? config.finetuneIntervalSeconds : nil,
+                                          minNewPairs: config.finetuneMinNewPairs > 0 ? config.finetuneMinNewPairs : nil)
+        options.pairSource = .stream
+        var collector = TrainingSetCollector.Options(brokers: config.brokers, topic: config.topic, group: config.finetuneGroup)
+        collector.maxSamples = config.finetuneTrainingSetSize
+        options.collector = collector
+        return FinetuneService(configuration: configuration, options: options, logger: logger) { event in
+            if case .finished(let runID, let outcome) = event {
+                logger.info("fine-tune run ended", metadata: ["run": "\(runID)", "status": "\(outcome.status.rawValue)"])
+            }
+        }
+    }
+
     /// Runs as the only service of a ServiceGroup that turns SIGTERM and SIGINT into a graceful
     /// shutdown (`clipd finetune run`): a run in progress stops between two steps as `interrupted`.
     public func runHandlingSignals() async throws {

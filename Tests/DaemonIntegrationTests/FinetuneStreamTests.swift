@@ -2,6 +2,9 @@ import Foundation
 import Postgres
 import TestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `clipd finetune run --brokers --topic --group --once` with no daemon and an empty `records`
 /// table: the job's own consumer group reads the topic into `training_samples` (duplicates and
@@ -103,6 +106,51 @@ final class FinetuneStreamTests: XCTestCase {
         let laterIDs = later10.map { jsonObject($0)["id"] as! String }
         let newest = try await h.count("SELECT count(*) FROM training_samples WHERE record_id = ANY(\(laterIDs))")
         XCTAssertEqual(newest, 10, "the newest samples are the ones kept")
+    }
+
+    func testSIGTERMMidRunLeavesItInterruptedAndTheNextTrainerFinishesIt() async throws {
+        harness = try await DaemonHarness(partitions: 1)
+        let h = harness!
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("clipd-ft-sigterm-\(UUID().uuidString)")
+        let images = work.appendingPathComponent("images")
+        let synth = try runClipd(["synth", "--output", images.path, "--side", "64", "--sample", "24"], timeout: 120)
+        XCTAssertEqual(synth.status, 0, synth.stderr)
+        let lines = try String(contentsOf: images.appendingPathComponent("records.jsonl"), encoding: .utf8).split(separator: "\n").map(String.init)
+        try await h.produce(lines.map { (key: String?.none, value: $0) })
+        let imported = try runClipd(["model", "import", "--database-url", h.database.url, "--name", "base", "--activate", Self.checkpoint], timeout: 120)
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        let first = jsonObject(lines[0])
+        let colour = (first["metadata"] as! [String: Any])["colour"] as! String
+        let labels = try runClipd(["labels", "put", "--database-url", h.database.url, "colours", "--templates", "simple", colour, "other"], timeout: 60)
+        XCTAssertEqual(labels.status, 0, labels.stderr)
+        let canary = work.appendingPathComponent("canary.json")
+        try JSONSerialization.data(withJSONObject: ["label_set": "colours", "images": [["image_url": first["image_url"] as! String, "label": colour]]]).write(to: canary)
+        let schedule = try runClipd(["finetune", "schedule", "--database-url", h.database.url, "--steps", "60", "--batch", "4", "--held-out-fraction", "0.3"], timeout: 60)
+        XCTAssertEqual(schedule.status, 0, schedule.stderr)
+        let arguments = ["finetune", "run", "--database-url", h.database.url, "--brokers", h.brokers, "--topic", h.topic, "--group", "trainer",
+                         "--once", "--canary", canary.path, "--file-root", images.path, "--checkpoint-dir", work.appendingPathComponent("checkpoints").path]
+
+        let trainer = try BackgroundProcess(arguments, environment: ["CLIPD_LOG_LEVEL": "info"], name: "trainer")
+        defer { trainer.stop() }
+        try await waitUntil("the run has trained 10 steps", timeout: .seconds(300), interval: .milliseconds(100)) {
+            try await h.count("SELECT coalesce(max(cardinality(loss_curve)), 0) FROM finetune_runs WHERE status = 'running'") >= 10
+        }
+        trainer.signal(SIGTERM)
+        XCTAssertEqual(trainer.wait(timeout: 120), 0, trainer.stderr)
+        let interrupted = try await h.count("SELECT count(*) FROM finetune_runs WHERE status = 'interrupted' AND interrupted_at_step BETWEEN 10 AND 59")
+        XCTAssertEqual(interrupted, 1, trainer.stdout + trainer.stderr)
+
+        // The next trainer takes the interrupted run first and finishes it on the same pairs.
+        let pairsBefore = try await h.count("SELECT jsonb_array_length(pairs) FROM finetune_runs")
+        let next = try runClipd(arguments, environment: ["CLIPD_LOG_LEVEL": "info"], timeout: 600)
+        XCTAssertEqual(next.status, 0, next.stderr)
+        let finished = try await h.count("SELECT count(*) FROM finetune_runs WHERE status IN ('finished', 'rejected') AND cardinality(loss_curve) = 60")
+        XCTAssertEqual(finished, 1, next.stdout + next.stderr)
+        let pairsAfter = try await h.count("SELECT jsonb_array_length(pairs) FROM finetune_runs")
+        XCTAssertEqual(pairsAfter, pairsBefore)
+        XCTAssertGreaterThan(pairsBefore, 2)
+        let runs = try await h.count("SELECT count(*) FROM finetune_runs")
+        XCTAssertEqual(runs, 1)
     }
 
     func json(_ object: [String: Any]) throws -> String {
