@@ -88,7 +88,7 @@ public struct FinetuneService: Service {
     /// Runs as the only service of a ServiceGroup that turns SIGTERM and SIGINT into a graceful
     /// shutdown (`clipd finetune run`): a run in progress stops between two steps as `interrupted`.
     public func runHandlingSignals() async throws {
-        var configuration = ServiceGroupConfiguration(services: [.init(service: self)], logger: logger)
+        var configuration = ServiceGroupConfiguration(services: [.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         try await ServiceGroup(configuration: configuration).run()
     }
