@@ -143,6 +143,8 @@ final class BackfillIntegrationTests: XCTestCase {
         XCTAssertEqual(status.status, 0, status.stderr)
         let lines = status.stdout.split(separator: "\n").map { jsonObject(String($0)) }
         let newest = try XCTUnwrap(lines.first { ($0["id"] as? NSNumber)?.int64Value == v2 }, status.stdout)
+        let atV1AfterActivation = samples.drop { $0.version != v2 }.isEmpty ? 0 : samples.filter { $0.version == v1 }.count
+        print("backfill figures: \(n) records, \(samples.count) search samples (\(atV1AfterActivation) answered by v1), status: \(status.stdout.split(separator: "\n").first ?? "")")
         XCTAssertEqual((newest["covered"] as? NSNumber)?.intValue, n)
         XCTAssertEqual((newest["total"] as? NSNumber)?.intValue, n)
         XCTAssertEqual(newest["search"] as? Bool, true)
