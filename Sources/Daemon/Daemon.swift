@@ -135,9 +135,12 @@ extension DaemonConfig {
 
     /// What the re-embedding backfill needs of the configuration.
     var backfillSettings: BackfillService.Settings {
-        BackfillService.Settings(batchSize: backfillBatchSize, chunkSize: backfillChunkSize, leaseSeconds: backfillLeaseSeconds,
-                                 coverageThreshold: searchCoverageThreshold, keepVersions: keepModelVersions,
-                                 defaultLabelSet: labelSet, topK: topK, liveBatchSize: batchSize)
+        var settings = BackfillService.Settings(batchSize: backfillBatchSize, chunkSize: backfillChunkSize, leaseSeconds: backfillLeaseSeconds,
+                                                coverageThreshold: searchCoverageThreshold, keepVersions: keepModelVersions,
+                                                defaultLabelSet: labelSet, topK: topK, liveBatchSize: batchSize)
+        // The coverage gauges count embeddings per version: not more often than the progress line.
+        settings.metricsInterval = .milliseconds(Int(max(progressIntervalSeconds, 2) * 1000))
+        return settings
     }
 
     /// Fetch limits and policies of the configuration.
