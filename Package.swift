@@ -94,7 +94,7 @@ let package = Package(
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
         .target(name: "Daemon", dependencies: [
             "Pipeline", "Training", "Storage", "Kafka", "Postgres", "Records", "Fetch", "CLIP", "CLIPTokenizer",
-            "Tensor", "Executors",
+            "Tensor", "Executors", "ZeroShot",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             "HTTPServer",

@@ -108,10 +108,19 @@ public struct Daemon: Sendable {
                                       deadLetters: KafkaDeadLetterSink(producer: producer, topic: config.effectiveDLQTopic),
                                       stages: stages, model: loaded, tracker: tracker, logger: logger, metrics: metrics)
 
-        let services: [any Service] = [
+        var services: [any Service] = [
             ConsumerService(consumer: consumer, producer: producer),
             PipelineService(pipeline: pipeline, health: health),
             NotificationService(configuration: pgConfig, pipeline: pipeline, registry: registry, health: health, logger: logger),
+        ]
+        if config.backfillEnabled {
+            services.append(BackfillService(configuration: pgConfig, pipeline: pipeline, loader: loader, tokenize: stages.tokenize,
+                                            settings: config.backfillSettings, worker: Self.workerName(), logger: logger))
+        }
+        if config.finetuneEnabled {
+            services.append(try FinetuneService.inDaemon(config: config, configuration: pgConfig, worker: Self.workerName(), logger: logger))
+        }
+        services += [
             ProgressService(pipeline: pipeline, consumer: consumer, source: source, interval: config.progressIntervalSeconds,
                             stopWhenIdle: stopWhenIdle, logger: logger),
         ]
@@ -145,6 +154,11 @@ public struct Daemon: Sendable {
         #endif
     }
 
+    /// host:pid, naming this daemon in `model_backfill_chunks.claimed_by`.
+    static func workerName() -> String {
+        "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
     /// /metrics, /healthz and /readyz.
     public static func routes(health: HealthState, metricsText: @escaping @Sendable () -> String) -> HTTPEndpoint.Handler {
         { path in
@@ -173,6 +187,16 @@ extension DaemonConfig {
     /// The HTTP endpoint's address and limits.
     public var httpConfiguration: HTTPEndpoint.Configuration {
         HTTPEndpoint.Configuration(host: httpHost, port: httpPort)
+    }
+
+    /// What the re-embedding backfill needs of the configuration.
+    var backfillSettings: BackfillService.Settings {
+        var settings = BackfillService.Settings(batchSize: backfillBatchSize, chunkSize: backfillChunkSize, leaseSeconds: backfillLeaseSeconds,
+                                                coverageThreshold: searchCoverageThreshold, keepVersions: keepModelVersions,
+                                                defaultLabelSet: labelSet, topK: topK, liveBatchSize: batchSize)
+        // The coverage gauges count embeddings per version: not more often than the progress line.
+        settings.metricsInterval = .milliseconds(Int(max(progressIntervalSeconds, 2) * 1000))
+        return settings
     }
 
     /// Fetch limits and policies of the configuration.

@@ -45,6 +45,32 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     /// Concurrent image downloads/file reads (`clipd-fetch` threads).
     public var fetchWorkers = 4
     public var maxImagePixels = 40_000_000
+    /// Re-embed every stored record with each newly activated model version (shared by all daemons).
+    public var backfillEnabled = true
+    /// Records per backfill encoder batch (small, so live batches wait little behind one).
+    public var backfillBatchSize = 8
+    /// Records per backfill chunk (the unit daemons claim).
+    public var backfillChunkSize = 256
+    /// How long a claimed chunk stays a daemon's without progress before another may take it.
+    public var backfillLeaseSeconds = 30.0
+    /// Fraction of records a new version must cover before search answers from it (1 = all).
+    public var searchCoverageThreshold = 1.0
+    /// Activated versions whose embeddings and tags are kept; older ones are removed.
+    public var keepModelVersions = 3
+    /// Run the fine-tune job inside the daemon (its own consumer group keeps the training set).
+    public var finetuneEnabled = false
+    /// The fine-tune job's consumer group (not `group`).
+    public var finetuneGroup = "clipd-finetune"
+    /// Canary file of the promotion gate (required with finetune_enabled).
+    public var finetuneCanary: String?
+    /// Where promoted checkpoints are written (storage every daemon can read).
+    public var finetuneCheckpointDir = "clipd-checkpoints"
+    /// Schedule a run when the last was scheduled at least this many seconds ago (0 = never by time).
+    public var finetuneIntervalSeconds = 0.0
+    /// Schedule a run when this many samples entered the training set since the last (0 = never by count).
+    public var finetuneMinNewPairs = 0
+    /// The training set keeps the newest this many samples.
+    public var finetuneTrainingSetSize = 10_000
 
     public init() {}
 
@@ -75,6 +101,19 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case fetchRetries = "fetch_retries"
         case fetchWorkers = "fetch_workers"
         case maxImagePixels = "max_image_pixels"
+        case backfillEnabled = "backfill_enabled"
+        case backfillBatchSize = "backfill_batch_size"
+        case backfillChunkSize = "backfill_chunk_size"
+        case backfillLeaseSeconds = "backfill_lease_seconds"
+        case searchCoverageThreshold = "search_coverage_threshold"
+        case keepModelVersions = "keep_model_versions"
+        case finetuneEnabled = "finetune_enabled"
+        case finetuneGroup = "finetune_group"
+        case finetuneCanary = "finetune_canary"
+        case finetuneCheckpointDir = "finetune_checkpoint_dir"
+        case finetuneIntervalSeconds = "finetune_interval_seconds"
+        case finetuneMinNewPairs = "finetune_min_new_pairs"
+        case finetuneTrainingSetSize = "finetune_training_set_size"
     }
 
     /// Every key of the configuration file, which is also the environment variable name
@@ -123,6 +162,15 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
             return "fetch limits must be positive"
         }
         if maxImagePixels < 1 { return "max_image_pixels must be positive" }
+        if backfillBatchSize < 1 || backfillBatchSize > 4096 || backfillChunkSize < 1 { return "backfill_batch_size must be in 1...4096 and backfill_chunk_size positive" }
+        if !(backfillLeaseSeconds > 0) { return "backfill_lease_seconds must be positive" }
+        if !(searchCoverageThreshold > 0 && searchCoverageThreshold <= 1) { return "search_coverage_threshold must be in (0, 1]" }
+        if keepModelVersions < 1 { return "keep_model_versions must be at least 1" }
+        if finetuneEnabled && (finetuneCanary ?? "").isEmpty { return "finetune_canary is required with finetune_enabled" }
+        if finetuneEnabled && finetuneGroup == group { return "finetune_group must differ from group (the job has its own consumer group)" }
+        if finetuneIntervalSeconds < 0 || finetuneMinNewPairs < 0 || finetuneTrainingSetSize < 1 {
+            return "finetune_interval_seconds and finetune_min_new_pairs must not be negative, finetune_training_set_size must be positive"
+        }
         return nil
     }
 }

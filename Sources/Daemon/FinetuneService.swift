@@ -30,6 +30,10 @@ public struct FinetuneService: Service {
         public var poll: Double = 30
         /// Name recorded in `claimed_by`.
         public var worker: String
+        /// The job's own consumer of the topic, keeping the training set (nil: no consumer).
+        public var collector: TrainingSetCollector.Options?
+        /// Train on the training set from the stream or on `records` (`--source`).
+        public var pairSource: PairSource = .database
 
         public init(canary: CanarySpec, checkpointDirectory: URL, worker: String) {
             self.canary = canary
@@ -56,6 +60,37 @@ public struct FinetuneService: Service {
         self.options = options
         self.logger = logger
         self.report = report
+    }
+
+    /// The job as a service of `clipd run` (`finetune_enabled`): it consumes the daemon's topic with
+    /// its own group (`finetune_group`) into the training set and trains on it.
+    static func inDaemon(config: DaemonConfig, configuration: PostgresConfiguration, worker: String, logger: Logger) throws -> FinetuneService {
+        guard let path = config.finetuneCanary, let data = FileManager.default.contents(atPath: path) else {
+            throw DaemonError("cannot read finetune_canary \(config.finetuneCanary ?? "")")
+        }
+        let canary: CanarySpec
+        do { canary = try CanarySpec(json: data) } catch let error as TrainingError { throw DaemonError("finetune_canary \(path): \(error.message)") }
+        var options = Options(canary: canary, checkpointDirectory: URL(fileURLWithPath: config.finetuneCheckpointDir).standardizedFileURL, worker: worker)
+        options.fetch = config.fetchConfiguration
+        options.trigger = FinetuneTrigger(interval: config.finetuneIntervalSeconds > 0 ? config.finetuneIntervalSeconds : nil,
+                                          minNewPairs: config.finetuneMinNewPairs > 0 ? config.finetuneMinNewPairs : nil)
+        options.pairSource = .stream
+        var collector = TrainingSetCollector.Options(brokers: config.brokers, topic: config.topic, group: config.finetuneGroup)
+        collector.maxSamples = config.finetuneTrainingSetSize
+        options.collector = collector
+        return FinetuneService(configuration: configuration, options: options, logger: logger) { event in
+            if case .finished(let runID, let outcome) = event {
+                logger.info("fine-tune run ended", metadata: ["run": "\(runID)", "status": "\(outcome.status.rawValue)"])
+            }
+        }
+    }
+
+    /// Runs as the only service of a ServiceGroup that turns SIGTERM and SIGINT into a graceful
+    /// shutdown (`clipd finetune run`): a run in progress stops between two steps as `interrupted`.
+    public func runHandlingSignals() async throws {
+        var configuration = ServiceGroupConfiguration(services: [.init(service: self, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger)
+        configuration.gracefulShutdownSignals = [.sigterm, .sigint]
+        try await ServiceGroup(configuration: configuration).run()
     }
 
     public func run() async throws {
@@ -92,6 +127,21 @@ public struct FinetuneService: Service {
         let abandoned = try await database.failAbandonedFinetuneRuns()
         if abandoned > 0 { logger.warning("marked \(abandoned) run(s) left running by a stopped trainer as failed") }
 
+        // The training set: with --once, consumed up to the end of the topic before the run;
+        // otherwise consumed alongside, for as long as the job runs.
+        var collecting: Task<Void, Error>?
+        if let collectorOptions = options.collector {
+            let collector = TrainingSetCollector(options: collectorOptions, configuration: configuration, fetch: options.fetch, logger: logger)
+            let model = try await preprocessingModel(database)
+            if options.once {
+                let stats = try await collector.run(model: model, untilCaughtUp: true, stopping: { stopping.value })
+                logger.info("training set caught up with the topic", metadata: ["added": "\(stats.added)", "consumed": "\(stats.consumed)"])
+            } else {
+                collecting = Task { try await collector.run(model: model, untilCaughtUp: false, stopping: { stopping.value }) }
+            }
+        }
+        defer { collecting?.cancel() }
+
         var listener: PostgresNotificationListener?
         if !options.once {
             let started = try await PostgresNotificationListener.start(configuration: configuration, channels: ["clipd_finetune_runs"], logger: logger)
@@ -100,7 +150,9 @@ public struct FinetuneService: Service {
         }
         defer { listener?.stop() }
 
-        let job = makeJob(database: database)
+        var job = makeJob(database: database)
+        // A shutdown stops the run between two steps; it is recorded as `interrupted`.
+        job.shouldStop = { stopping.value }
         while !stopping.value {
             if let run = try await database.claimFinetuneRun(worker: options.worker) {
                 logger.info("claimed fine-tune run \(run.id)")
@@ -117,7 +169,8 @@ public struct FinetuneService: Service {
                 if options.once { return }
                 continue
             }
-            let (lastRun, newPairs) = try await database.finetuneActivitySinceLastRun()
+            let (lastRun, newPairs) = options.pairSource == .stream
+                ? try await database.trainingSetActivitySinceLastRun() : try await database.finetuneActivitySinceLastRun()
             if let reason = options.trigger.reasonToSchedule(now: Date(), lastRun: lastRun, newPairs: newPairs) {
                 let (id, _) = try await database.scheduleFinetuneRun()
                 logger.info("scheduled fine-tune run \(id): \(reason)")
@@ -140,11 +193,22 @@ public struct FinetuneService: Service {
 
     private func makeJob(database: ClipdDatabase) -> FinetuneJob {
         let fetch = options.fetch
-        return FinetuneJob(
+        var job = FinetuneJob(
             store: database,
             images: { config in ImageLoader(model: config, fetch: fetch, workers: 2, allowPlainPaths: false) },
             tokenize: { text, length in try CLIPTokenizer.shared().tokenize(text, contextLength: length).ids.map(Int32.init) },
             canary: options.canary, checkpointDirectory: options.checkpointDirectory, logger: logger)
+        job.pairSource = options.pairSource
+        return job
+    }
+
+    /// The configuration the training set is preprocessed for: the active version's (runs start
+    /// from it unless a row names another base; a base that preprocesses differently re-fetches).
+    private func preprocessingModel(_ database: ClipdDatabase) async throws -> CLIPConfig {
+        guard let active = try await database.activeModelVersion(), let path = active.checkpointPath else {
+            throw TrainingError(.noModel, "the training set is preprocessed for the active model version, and none (with a checkpoint) is active")
+        }
+        return try await ModelRegistry.checkpoint(path).config
     }
 }
 

@@ -29,19 +29,28 @@ public struct ImageLoader: Sendable {
 
     /// - Throws: `PipelineFailure` of class `fetch.*` or `image.*`.
     public func load(_ location: String) async throws -> [Float] {
-        let bytes: [UInt8]
+        try await pixels(from: try await bytes(location))
+    }
+
+    /// The image's bytes, as `load` fetches them.
+    /// - Throws: `PipelineFailure` of class `fetch.*`.
+    public func bytes(_ location: String) async throws -> [UInt8] {
         if allowPlainPaths && !location.contains("://") {
             guard let data = FileManager.default.contents(atPath: location) else {
                 throw PipelineFailure(.fetch(.notFound), "cannot read \(location)")
             }
-            bytes = [UInt8](data)
-        } else {
-            do {
-                bytes = try await fetcher.fetch(location).bytes
-            } catch {
-                throw PipelineFailure(error)
-            }
+            return [UInt8](data)
         }
+        do {
+            return try await fetcher.fetch(location).bytes
+        } catch {
+            throw PipelineFailure(error)
+        }
+    }
+
+    /// Decodes and preprocesses fetched bytes on the decode pool, as `load` does.
+    /// - Throws: `PipelineFailure` of class `image.*`.
+    public func pixels(from bytes: [UInt8]) async throws -> [Float] {
         let preprocessor = self.preprocessor
         let result: Result<[Float], PipelineFailure> = await pool.run {
             do { return .success(try preprocessor.preprocess(bytes).tensor) } catch let error as ImageIOError {

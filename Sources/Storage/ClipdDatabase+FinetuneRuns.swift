@@ -137,6 +137,7 @@ extension ClipdDatabase: FinetuneRunStore {
     public func finish(runID: Int64, outcome: FinetuneOutcome) async throws {
         try await connection.query("""
             UPDATE finetune_runs SET status = \(outcome.status.rawValue), finished_at = now(),
+                   interrupted_at_step = CASE WHEN \(outcome.status.rawValue) = 'interrupted' THEN \(outcome.lossCurve.count) END,
                    result_model_version_id = \(outcome.resultVersion?.id), loss_curve = \(outcome.lossCurve),
                    metrics = \(outcome.metricsJSON.map(PostgresJSON.init)), results = \(outcome.resultsJSON.map(PostgresJSON.init)),
                    error = \(outcome.error)

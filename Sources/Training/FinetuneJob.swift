@@ -25,6 +25,10 @@ public struct FinetuneJob: Sendable {
     public var loadConcurrency = 4
     /// Held-out pairs evaluated at most (the newest).
     public var maxHeldOut = 1000
+    /// Pairs from the stream's training set (stored crops) or from `records` (images fetched again).
+    public var pairSource: PairSource = .database
+    /// Checked before every optimizer step: true stops the run as `interrupted` (a shutdown).
+    public var shouldStop: @Sendable () -> Bool = { false }
     private let executor = WorkerPool(name: "clipd-train", width: 1)
 
     public init(store: FinetuneRunStore, images: @escaping @Sendable (CLIPConfig) -> TrainingImageSource, tokenize: @escaping @Sendable (String, Int) throws -> [Int32],
@@ -45,6 +49,10 @@ public struct FinetuneJob: Sendable {
         let outcome: FinetuneOutcome
         do {
             outcome = try await train(runID: runID, baseVersionID: baseVersionID, parameters: parameters, losses: &losses)
+        } catch let interruption as FinetuneInterruption {
+            let message = "interrupted at step \(interruption.step) of \(parameters.steps); the next trainer trains it again on the same pairs and seed"
+            logger.notice("fine-tune run \(runID): \(message)")
+            outcome = FinetuneOutcome(status: .interrupted, lossCurve: losses, error: message)
         } catch {
             let message = (error as? TrainingError)?.message ?? (error as? CLIPError)?.message ?? "\(error)"
             logger.error("fine-tune run \(runID) failed: \(message)")
@@ -73,7 +81,15 @@ public struct FinetuneJob: Sendable {
         let images = self.images(cfg)
 
         // Pairs: the held-out split by record id, images loaded, captions tokenized.
-        let records = try await store.captionedRecords(limit: p.maxPairs)
+        // The pairs are fixed at the run's first start: an interrupted run trains again on the same ones.
+        let records: [CaptionedRecord]
+        if let fixed = try await store.runPairs(runID: runID) {
+            records = fixed
+            logger.info("fine-tune run \(runID): resuming on the \(fixed.count) pairs fixed at its first start")
+        } else {
+            records = pairSource == .stream ? try await store.trainingSetPairs(limit: p.maxPairs) : try await store.captionedRecords(limit: p.maxPairs)
+            try await store.recordRunPairs(runID: runID, pairs: records)
+        }
         let (heldOutRecords, trainRecords) = records.reduce(into: ([CaptionedRecord](), [CaptionedRecord]())) {
             if HeldOutSplit.isHeldOut($1.id, fraction: p.heldOutFraction) { $0.0.append($1) } else { $0.1.append($1) }
         }
@@ -116,6 +132,7 @@ public struct FinetuneJob: Sendable {
         let per = 3 * cfg.imageSize * cfg.imageSize
         let trainStart = ContinuousClock.now
         for step in 0..<p.steps {
+            if shouldStop() { throw FinetuneInterruption(step: step) }
             let chosen = sampler.next(max: p.batch)
             var pixels: [Float] = []
             pixels.reserveCapacity(chosen.count * per)
@@ -189,12 +206,27 @@ public struct FinetuneJob: Sendable {
     private func encode(_ records: [CaptionedRecord], config: CLIPConfig, images: TrainingImageSource,
                         skipped: inout Int) async throws -> [EncodedPair] {
         let tokenize = self.tokenize, contextLength = config.contextLength
+        // Stream samples carry the crop and token ids made when they were collected; they are
+        // used when the model preprocesses the same way, else the image is fetched again.
+        let sampleIDs = records.compactMap(\.sampleID)
+        let stored = sampleIDs.isEmpty ? [:] : try await store.trainingSampleInputs(ids: sampleIDs)
+        let key = TrainingPreprocessing.key(config)
+        let usable = records.map { record -> StoredTrainingInput? in
+            guard let id = record.sampleID, let input = stored[id], input.preprocessing == key,
+                  input.pixels.count == 3 * config.imageSize * config.imageSize, input.tokens.count == contextLength else { return nil }
+            return input
+        }
         // Captions are tokenized on the job's own thread, not on Swift's cooperative pool.
         let captions = records.map(\.caption)
-        let tokens = await executor.run { captions.map { caption in Result { try tokenize(caption, contextLength) } } }
-        let loaded = await load(records.map(\.imageURL), from: images)
+        let tokens = await executor.run {
+            zip(captions, usable).map { caption, input -> Result<[Int32], Error> in input.map { .success($0.tokens) } ?? Result { try tokenize(caption, contextLength) } }
+        }
+        let missing = records.indices.filter { usable[$0] == nil }
+        let fetched = await load(missing.map { records[$0].imageURL }, from: images)
+        var loaded = usable.map { $0.map { Result<[Float], Error>.success($0.pixels) } }
+        for (i, result) in zip(missing, fetched) { loaded[i] = result }
         var out: [EncodedPair] = []
-        for ((record, result), tokenized) in zip(zip(records, loaded), tokens) {
+        for ((record, result), tokenized) in zip(zip(records, loaded.map { $0! }), tokens) {
             switch (result, tokenized) {
             case (.success(let pixels), .success(let ids)):
                 out.append(EncodedPair(id: record.id, pixels: pixels, tokens: ids))

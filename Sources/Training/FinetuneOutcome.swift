@@ -3,7 +3,8 @@ import Pipeline
 
 /// How a run ended, as recorded in its `finetune_runs` row.
 public struct FinetuneOutcome: Sendable {
-    public enum Status: String, Sendable { case finished, rejected, failed }
+    /// `interrupted`: stopped by a shutdown before it finished; the next trainer runs it again.
+    public enum Status: String, Sendable { case finished, rejected, failed, interrupted }
     public var status: Status
     public var resultVersion: ModelVersionRef?
     public var lossCurve: [Float]

@@ -107,6 +107,8 @@ struct FinetuneListCommand: AsyncParsableCommand {
 }
 
 /// The periodic job (`FinetuneService`): flags → options; one JSON line per run or skip.
+extension PairSource: ExpressibleByArgument {}
+
 struct FinetuneRunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -123,6 +125,13 @@ struct FinetuneRunCommand: AsyncParsableCommand {
     @Option(help: "Seconds between checks for due runs when idle (a NOTIFY on clipd_finetune_runs wakes it sooner).") var poll: Double = 30
     @Option(help: "BLAS threads (default: all cores).") var threads: Int?
     @Option(help: "Name recorded in claimed_by (default: host:pid).") var worker: String?
+    @Option(help: "Kafka bootstrap servers of the topic to collect the training set from (also CLIPD_BROKERS or brokers in --config). Given: --source stream is the default.") var brokers: String?
+    @Option(help: "Topic of the records (default: CLIPD_TOPIC, topic in --config, else clipd.records).") var topic: String?
+    @Option(help: "The job's own consumer group (not the daemons').") var group: String = "clipd-finetune"
+    @Option(help: "JSON configuration file of the daemon (`clipd run --config`): its brokers and topic are used.") var config: String?
+    @Option(help: "Where pairs come from: stream (the training set this job's consumer group keeps from the topic) or database (captioned records the daemons wrote).") var source: PairSource?
+    @Option(help: "The training set keeps the newest this many samples (stream source).") var trainingSetSize: Int = 10_000
+    @Option(help: "With --once: the longest wait, in seconds, for the training set to reach the end of the topic.") var catchUpTimeout: Double = 120
 
     func validate() throws {
         _ = try parameters.parameters()
@@ -130,6 +139,26 @@ struct FinetuneRunCommand: AsyncParsableCommand {
         try FlagRange.check(minNewPairs, "--min-new-pairs", 1...1_000_000_000)
         try FlagRange.checkPositive(poll, "--poll", atMost: FlagRange.day)
         try FlagRange.check(threads, "--threads", 1...FlagRange.maxThreads)
+        if trainingSetSize < 1 { throw ValidationError("--training-set-size must be at least 1") }
+        if !(catchUpTimeout > 0) { throw ValidationError("--catch-up-timeout must be positive") }
+        if group.isEmpty { throw ValidationError("--group must not be empty") }
+    }
+
+    /// The stream to collect from: brokers and topic from the flags, else CLIPD_BROKERS /
+    /// CLIPD_TOPIC, else the --config file; nil when no brokers are given anywhere.
+    func stream() throws -> (brokers: String, topic: String)? {
+        let environment = ProcessInfo.processInfo.environment
+        var file: [String: Any] = [:]
+        if let config {
+            guard let data = FileManager.default.contents(atPath: config) else { throw CommandFailure("cannot read config file \(config)") }
+            guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                throw CommandFailure("config file \(config) is not a JSON object")
+            }
+            file = object
+        }
+        let givenBrokers = brokers ?? environment["CLIPD_BROKERS"] ?? file["brokers"] as? String
+        let givenTopic = topic ?? environment["CLIPD_TOPIC"] ?? file["topic"] as? String ?? DaemonConfig().topic
+        return givenBrokers.map { ($0, givenTopic) }
     }
 
     func run() async throws {
@@ -151,6 +180,15 @@ struct FinetuneRunCommand: AsyncParsableCommand {
         options.once = once
         options.trigger = FinetuneTrigger(interval: interval, minNewPairs: minNewPairs)
         options.poll = poll
+        let stream = try stream()
+        options.pairSource = source ?? (stream == nil ? .database : .stream)
+        if options.pairSource == .stream {
+            guard let stream else { throw CommandFailure("--source stream needs --brokers (or CLIPD_BROKERS, or brokers in --config)") }
+            var collector = TrainingSetCollector.Options(brokers: stream.brokers, topic: stream.topic, group: group)
+            collector.maxSamples = trainingSetSize
+            collector.catchUpTimeout = catchUpTimeout
+            options.collector = collector
+        }
         let service = FinetuneService(configuration: db.configuration, options: options, logger: logger) { event in
             switch event {
             case .skipped(let why):
@@ -161,9 +199,11 @@ struct FinetuneRunCommand: AsyncParsableCommand {
             }
         }
         do {
-            // Not under a ServiceGroup: SIGTERM ends the process at once (a run in progress stays
-            // `running` until the next trainer marks it failed).
-            try await service.run()
+            // SIGTERM/SIGINT: a run in progress stops between two steps and is marked
+            // `interrupted`; the next trainer trains it again on the same pairs and seed. The
+            // training set and its offsets are committed per batch, so collection resumes where
+            // it stopped. (kill -9 leaves the run `running` until the next trainer marks it failed.)
+            try await service.runHandlingSignals()
         } catch {
             throw explainingMissingSchema(error)
         }

@@ -12,7 +12,7 @@ struct ModelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Register, list, activate and roll back model versions (running daemons switch on activation).",
-        subcommands: [Import.self, List.self, Activate.self, Rollback.self]
+        subcommands: [Import.self, List.self, Activate.self, Rollback.self, Status.self]
     )
 
     static func database(_ options: DatabaseOptions) async throws -> ClipdDatabase {
@@ -47,6 +47,25 @@ struct ModelCommand: AsyncParsableCommand {
                 printLine("{\"id\":\(v.id),\"name\":\(jsonString(v.name)),\"architecture\":\(jsonString(v.architecture)),"
                     + "\"embedding_dim\":\(v.embeddingDimension),\"checkpoint\":\(v.checkpointURI.map(jsonString) ?? "null"),"
                     + "\"parent_id\":\(v.parentID.map(String.init) ?? "null"),\"active\":\(v.isActive)}")
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per model version: records covered / total by its embeddings, backfill rate and ETA, and which version search answers from.",
+            discussion: "One JSON line per version that is active, has embeddings or was activated (re-embedding), newest first. covered counts records embedded plus records whose image the backfill could not load (failed); rate is backfilled records per second; eta_seconds is null when unknown.")
+        @OptionGroup var db: DatabaseOptions
+
+        func run() async throws {
+            let database = try await ModelCommand.database(db)
+            for c in try await database.versionCoverage() {
+                let fraction = String(format: "%.4f", c.fraction)
+                printLine("{\"id\":\(c.modelVersionID),\"name\":\(jsonString(c.name)),\"active\":\(c.isActive),\"search\":\(c.isSearchVersion),"
+                    + "\"backfill\":\(c.backfillStatus.map(jsonString) ?? "null"),\"covered\":\(c.covered),\"embedded\":\(c.embedded),"
+                    + "\"failed\":\(c.failed),\"total\":\(c.total),\"coverage\":\(fraction),"
+                    + "\"rate\":\(c.rate.map { String(format: "%.2f", $0) } ?? "null"),"
+                    + "\"eta_seconds\":\(c.etaSeconds.map { String(format: "%.1f", $0) } ?? "null")}")
             }
         }
     }
@@ -89,7 +108,7 @@ struct SearchCommand: AsyncParsableCommand {
     @OptionGroup var db: DatabaseOptions
     @Option(help: "Query text.") var text: String
     @Option(help: "How many results.") var limit = 10
-    @Option(help: "Checkpoint to embed the query with (default: the active model version).") var model: String?
+    @Option(help: "Checkpoint to embed the query with (default: the version search answers from: the newest whose re-embedding covers the records, see `clipd model status`).") var model: String?
 
     func validate() throws {
         if limit < 1 || limit > 10_000 { throw ValidationError("--limit must be in 1...10000") }
@@ -101,7 +120,13 @@ struct SearchCommand: AsyncParsableCommand {
         let database = ClipdDatabase(connection: try await db.connect(logger: logger))
         let loaded: StreamPipeline.LoadedModel
         do {
-            loaded = try await ModelRegistry(database: database, logger: logger).load(path: model, activateIfNone: false)
+            let registry = ModelRegistry(database: database, logger: logger)
+            // One version throughout: the query is embedded by the version whose rows are searched.
+            if model == nil, let version = try await database.searchModelVersion() {
+                loaded = try await registry.load(version: version)
+            } else {
+                loaded = try await registry.load(path: model, activateIfNone: false)
+            }
         } catch let error as DaemonError {
             throw CommandFailure(error.description)
         }

@@ -41,6 +41,19 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("fetch-retries")) var fetchRetries: Int?
     @Option(name: .customLong("fetch-workers")) var fetchWorkers: Int?
     @Option(name: .customLong("max-image-pixels")) var maxImagePixels: Int?
+    @Option(name: .customLong("backfill-enabled"), help: "Re-embed stored records on activation: true or false.") var backfillEnabled: Bool?
+    @Option(name: .customLong("backfill-batch-size")) var backfillBatchSize: Int?
+    @Option(name: .customLong("backfill-chunk-size")) var backfillChunkSize: Int?
+    @Option(name: .customLong("backfill-lease-seconds")) var backfillLeaseSeconds: Double?
+    @Option(name: .customLong("search-coverage-threshold")) var searchCoverageThreshold: Double?
+    @Option(name: .customLong("keep-model-versions")) var keepModelVersions: Int?
+    @Option(name: .customLong("finetune-enabled"), help: "Run the fine-tune job inside the daemon: true or false.") var finetuneEnabled: Bool?
+    @Option(name: .customLong("finetune-group")) var finetuneGroup: String?
+    @Option(name: .customLong("finetune-canary")) var finetuneCanary: String?
+    @Option(name: .customLong("finetune-checkpoint-dir")) var finetuneCheckpointDir: String?
+    @Option(name: .customLong("finetune-interval-seconds")) var finetuneIntervalSeconds: Double?
+    @Option(name: .customLong("finetune-min-new-pairs")) var finetuneMinNewPairs: Int?
+    @Option(name: .customLong("finetune-training-set-size")) var finetuneTrainingSetSize: Int?
     @Flag(name: .customLong("print-config"), help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(name: .customLong("stop-when-idle"), help: "Drain and exit after this many seconds without new records (demos, batch jobs).")
     var stopWhenIdle: Double?
@@ -60,6 +73,12 @@ struct RunCommand: AsyncParsableCommand {
             ("progress_interval_seconds", progressIntervalSeconds), ("fetch_timeout_seconds", fetchTimeoutSeconds),
             ("fetch_connect_timeout_seconds", fetchConnectTimeoutSeconds), ("fetch_max_bytes", fetchMaxBytes),
             ("fetch_retries", fetchRetries), ("fetch_workers", fetchWorkers), ("max_image_pixels", maxImagePixels),
+            ("backfill_enabled", backfillEnabled), ("backfill_batch_size", backfillBatchSize),
+            ("backfill_chunk_size", backfillChunkSize), ("backfill_lease_seconds", backfillLeaseSeconds),
+            ("search_coverage_threshold", searchCoverageThreshold), ("keep_model_versions", keepModelVersions),
+            ("finetune_enabled", finetuneEnabled), ("finetune_group", finetuneGroup), ("finetune_canary", finetuneCanary),
+            ("finetune_checkpoint_dir", finetuneCheckpointDir), ("finetune_interval_seconds", finetuneIntervalSeconds),
+            ("finetune_min_new_pairs", finetuneMinNewPairs), ("finetune_training_set_size", finetuneTrainingSetSize),
         ]
         for (k, v) in pairs { if let v { o[k] = v } }
         if !allowFileRoot.isEmpty { o["allow_file_roots"] = allowFileRoot }
