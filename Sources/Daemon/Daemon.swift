@@ -128,6 +128,10 @@ extension DaemonConfig {
         fetch.retry.maxAttempts = fetchRetries + 1
         fetch.allowedFileRoots = allowFileRoots
         fetch.allowPrivateNetworks = allowPrivateNetworks
+        fetch.userAgent = fetchUserAgent
+        fetch.hostConcurrency = fetchHostConcurrency
+        fetch.hostMinInterval = .milliseconds(fetchHostMinIntervalMs)
+        fetch.hostHeaders = fetchHostHeaders
         return fetch
     }
 

@@ -162,6 +162,9 @@ final class DeployConsistencyTests: XCTestCase {
     func sameValue(cell: String, _ expected: Any) -> Bool {
         if let string = expected as? String { return cell == string }
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(cell.utf8), options: .fragmentsAllowed) else { return false }
+        if let expectedObject = expected as? [String: Any], let parsedObject = parsed as? [String: Any] {
+            return NSDictionary(dictionary: expectedObject).isEqual(to: parsedObject)
+        }
         if let expectedList = expected as? [Any], let parsedList = parsed as? [Any] {
             return expectedList.map { "\($0)" } == parsedList.map { "\($0)" }
         }
