@@ -109,7 +109,7 @@ struct RunCommand: AsyncParsableCommand {
         let daemon = Daemon(config: cfg, logger: logger, stopWhenIdle: stopWhenIdle) {
             var buffer = [UInt8]()
             registry.emit(into: &buffer)
-            return String(decoding: buffer, as: UTF8.self)
+            return MetricsHelp.annotate(String(decoding: buffer, as: UTF8.self))
         }
         do { try await daemon.run() } catch let error as DaemonError { throw CommandFailure(error.description) }
     }
