@@ -42,3 +42,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def twins() -> None:
+    """Twins for the embedding test: the same pixels as lossless WebP and PNG, and the same
+    palette picture as GIF and PNG (run once; committed)."""
+    rng = np.random.default_rng(11)
+    a = np.clip(np.cumsum(np.cumsum(rng.integers(-9, 10, (40, 52, 3)), 0), 1) // 3 + 128, 0, 255).astype(np.uint8)
+    image = Image.fromarray(a, "RGB")
+    image.save("twin_rgb_52x40.webp", lossless=True)
+    image.save("twin_rgb_52x40.png")
+    palette = image.quantize(colors=40)
+    palette.save("twin_palette_52x40.gif")
+    palette.save("twin_palette_52x40.png")
