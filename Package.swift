@@ -39,7 +39,7 @@ let package = Package(
         // CLIP model, configs, checkpoint I/O.
         .target(name: "CLIP", dependencies: ["Tensor"]),
         // libjpeg-turbo and libpng decoding; all setjmp/longjmp error handling stays in C.
-        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png"), .linkedLibrary("webpdemux"), .linkedLibrary("webp"), .linkedLibrary("gif")]),
         // Image decoding and CLIP preprocessing identical to Pillow/open_clip; the one ImageFormat.
         .target(name: "ImageIO", dependencies: ["CImageCodecs"]),
         // Exact CLIP byte-level BPE tokenizer.

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages clipd builds and tests against (idempotent).
 set -euo pipefail
-PKGS=(libopenblas-dev libjpeg-dev libpng-dev librdkafka-dev libpq-dev zlib1g-dev
+PKGS=(libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libgif-dev librdkafka-dev libpq-dev zlib1g-dev
       libcurl4-openssl-dev ca-certificates openssl postgresql postgresql-contrib)
+# Tools only the tests use (not needed to build or run clipd): promtool checks /metrics.
+TEST_PKGS=(prometheus)
 missing=()
-for p in "${PKGS[@]}"; do
+for p in "${PKGS[@]}" "${TEST_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

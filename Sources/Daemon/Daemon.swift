@@ -209,6 +209,10 @@ extension DaemonConfig {
         fetch.allowedFileRoots = allowFileRoots
         fetch.allowPrivateNetworks = allowPrivateNetworks
         fetch.maxConcurrentTransfers = fetchWorkers
+        fetch.userAgent = fetchUserAgent
+        fetch.hostConcurrency = fetchHostConcurrency
+        fetch.hostMinInterval = .milliseconds(fetchHostMinIntervalMs)
+        fetch.hostHeaders = fetchHostHeaders
         return fetch
     }
 

@@ -88,6 +88,11 @@ extension DaemonConfig {
         case .int:
             guard let i = Int(raw) else { throw DaemonError("\(name)=\(raw) is not an integer") }
             return i
+        case .headerMap:
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(raw.utf8))) as? [String: [String: String]] else {
+                throw DaemonError("\(name) is not a JSON object of host → {header: value}")
+            }
+            return object
         case .string, .optionalString:
             return raw
         }
@@ -97,6 +102,7 @@ extension DaemonConfig {
     public var redactedJSON: String {
         var redacted = self
         redacted.databaseURL = PostgresRedaction.redact(databaseURL)
+        redacted.fetchHostHeaders = fetchHostHeaders.mapValues { $0.mapValues { _ in "***" } }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try! encoder.encode(redacted), as: UTF8.self)

@@ -71,6 +71,15 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
     public var finetuneMinNewPairs = 0
     /// The training set keeps the newest this many samples.
     public var finetuneTrainingSetSize = 10_000
+    /// User-Agent sent with every image request.
+    public var fetchUserAgent = "clipd/0.1 (image fetcher)"
+    /// Politeness: transfers to one host at a time.
+    public var fetchHostConcurrency = 4
+    /// Politeness: least milliseconds between the starts of two transfers to one host.
+    public var fetchHostMinIntervalMs = 20
+    /// Extra request headers per host, e.g. `{"images.example.com": {"Authorization": "Bearer …"}}`;
+    /// never printed or logged.
+    public var fetchHostHeaders: [String: [String: String]] = [:]
 
     public init() {}
 
@@ -114,13 +123,17 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         case finetuneIntervalSeconds = "finetune_interval_seconds"
         case finetuneMinNewPairs = "finetune_min_new_pairs"
         case finetuneTrainingSetSize = "finetune_training_set_size"
+        case fetchUserAgent = "fetch_user_agent"
+        case fetchHostConcurrency = "fetch_host_concurrency"
+        case fetchHostMinIntervalMs = "fetch_host_min_interval_ms"
+        case fetchHostHeaders = "fetch_host_headers"
     }
 
     /// Every key of the configuration file, which is also the environment variable name
     /// upper-cased with a `CLIPD_` prefix (e.g. `batch_size` ↔ `CLIPD_BATCH_SIZE`).
     public static var keys: [String] { CodingKeys.allCases.map(\.rawValue) }
 
-    public enum ValueKind: Sendable, Equatable { case string, optionalString, int, double, bool, stringList }
+    public enum ValueKind: Sendable, Equatable { case string, optionalString, int, double, bool, stringList, headerMap }
 
     /// The value type of every key, for parsing environment variables and flags. (CodingKeys
     /// lists the properties in declaration order; DaemonConfigTests holds the two together.)
@@ -134,6 +147,7 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
             case is Int: kind = .int
             case is Double: kind = .double
             case is [String]: kind = .stringList
+            case is [String: [String: String]]: kind = .headerMap
             case is String: kind = .string
             default: kind = .optionalString
             }
@@ -170,6 +184,16 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         if finetuneEnabled && finetuneGroup == group { return "finetune_group must differ from group (the job has its own consumer group)" }
         if finetuneIntervalSeconds < 0 || finetuneMinNewPairs < 0 || finetuneTrainingSetSize < 1 {
             return "finetune_interval_seconds and finetune_min_new_pairs must not be negative, finetune_training_set_size must be positive"
+        if fetchUserAgent.isEmpty || fetchUserAgent.contains(where: \.isNewline) { return "fetch_user_agent must be one non-empty line" }
+        if !(1...256).contains(fetchHostConcurrency) { return "fetch_host_concurrency must be in 1...256" }
+        if !(0...600_000).contains(fetchHostMinIntervalMs) { return "fetch_host_min_interval_ms must be in 0...600000" }
+        for (host, headers) in fetchHostHeaders {
+            if host.isEmpty || host != host.lowercased() || host.contains("/") { return "fetch_host_headers: host \"\(host)\" must be a lower-case host[:port]" }
+            for (name, value) in headers {
+                let token = name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_".unicodeScalars.contains($0)) }
+                if name.isEmpty || !token { return "fetch_host_headers: header name \"\(name)\" of \(host) is not a token" }
+                if value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\u{0}" }) { return "fetch_host_headers: the value of \(name) for \(host) contains a line break" }
+            }
         }
         return nil
     }

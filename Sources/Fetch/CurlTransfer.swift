@@ -22,6 +22,8 @@ struct HTTPTransferRequest: Sendable {
     var maxRedirects: Int
     var userAgent: String
     var accept: String
+    /// Configured headers for this host (`Name: value` lines); redirects are then not followed.
+    var extraHeaders: [String] = []
     var caCertificatesPath: String?
     var addressPolicy: AddressPolicy
 }
@@ -110,14 +112,16 @@ private final class CurlEasyHandle {
         setLong(CURLOPT_NOSIGNAL, 1)
         setString(CURLOPT_PROTOCOLS_STR, "http,https")
         setString(CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-        setLong(CURLOPT_FOLLOWLOCATION, 1)
+        // Configured headers (credentials) must not travel to another host with a redirect.
+        setLong(CURLOPT_FOLLOWLOCATION, request.extraHeaders.isEmpty ? 1 : 0)
         setLong(CURLOPT_MAXREDIRS, request.maxRedirects)
         setLong(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(request.connectTimeout, totalTimeout).milliseconds))
         setLong(CURLOPT_TIMEOUT_MS, max(1, totalTimeout.milliseconds))
         check(clipd_curl_setopt_offset(raw, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes)), CURLOPT_MAXFILESIZE_LARGE)
         setString(CURLOPT_USERAGENT, request.userAgent)
         // libcurl keeps a pointer to the header list until the transfer ends.
-        let headers = curl_slist_append(nil, "Accept: \(request.accept)")
+        var headers = curl_slist_append(nil, "Accept: \(request.accept)")
+        for header in request.extraHeaders { headers = curl_slist_append(headers, header) }
         defer { curl_slist_free_all(headers) }
         check(clipd_curl_setopt_pointer(raw, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers)), CURLOPT_HTTPHEADER)
         if let caCertificatesPath = request.caCertificatesPath {

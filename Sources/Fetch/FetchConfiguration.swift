@@ -29,6 +29,21 @@ public struct FetchConfiguration: Sendable {
     public var caCertificatesPath: String?
     /// Blocking transfers running at once; each occupies one thread owned by the fetcher.
     public var maxConcurrentTransfers: Int
+    /// Politeness: transfers to one host at a time.
+    public var hostConcurrency: Int = 4
+    /// Politeness: least time between the starts of two transfers to one host.
+    public var hostMinInterval: Duration = .milliseconds(20)
+    /// A host failing this many times in a row (connection errors, timeouts, TLS, 5xx) is backed
+    /// off: requests to it wait `hostBackoff`, doubling per further failure up to `hostMaxBackoff`,
+    /// or fail at once (class `connection`) when that is past their retry budget. Other hosts
+    /// are not affected.
+    public var hostFailuresBeforeBackoff: Int = 5
+    public var hostBackoff: Duration = .seconds(1)
+    public var hostMaxBackoff: Duration = .seconds(60)
+    /// Extra request headers per host (lower-case host, with a non-default port as `host:port`),
+    /// e.g. an Authorization header for a private bucket. Never logged. A redirect away from a
+    /// request that carries them is not followed (the headers would travel to the other host).
+    public var hostHeaders: [String: [String: String]] = [:]
 
     public init(connectTimeout: Duration = .seconds(5),
                 totalTimeout: Duration = .seconds(20),

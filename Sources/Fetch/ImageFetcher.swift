@@ -35,6 +35,7 @@ public final class ImageFetcher: Sendable {
     private let curlHandles = CurlHandleCache()
     private let files: FileSource
     private let addressPolicy: AddressPolicy
+    private let hostGate: HostGate
 
     /// Longest URL accepted; longer ones are `bad_url` (they are never legitimate image
     /// links and some servers misbehave on them).
@@ -48,6 +49,9 @@ public final class ImageFetcher: Sendable {
         self.files = FileSource(roots: configuration.allowedFileRoots, maxBytes: configuration.maxBytes)
         self.addressPolicy = AddressPolicy(allowPrivateNetworks: configuration.allowPrivateNetworks,
                                            allowedRanges: configuration.allowedAddressRanges)
+        self.hostGate = HostGate(policy: .init(concurrency: configuration.hostConcurrency, minInterval: configuration.hostMinInterval,
+                                               failuresBeforeBackoff: configuration.hostFailuresBeforeBackoff,
+                                               initialBackoff: configuration.hostBackoff, maxBackoff: configuration.hostMaxBackoff))
         if files.roots.count < configuration.allowedFileRoots.count {
             logger.warning("some allowed file roots do not exist and are ignored",
                            metadata: ["configured": "\(configuration.allowedFileRoots)", "usable": "\(files.roots)"])
@@ -142,20 +146,43 @@ public final class ImageFetcher: Sendable {
             case .failure(let error): return .failure(error, retryAfter: nil)
             }
         case .http:
+            let host = HostGate.host(of: url) ?? ""
+            let headers = configuration.hostHeaders[host]?.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" } ?? []
             let request = HTTPTransferRequest(
                 url: url, connectTimeout: configuration.connectTimeout, totalTimeout: configuration.totalTimeout,
                 budgetDeadline: budgetDeadline,
                 maxBytes: configuration.maxBytes, maxRedirects: configuration.maxRedirects,
-                userAgent: configuration.userAgent, accept: configuration.accept,
+                userAgent: configuration.userAgent, accept: configuration.accept, extraHeaders: headers,
                 caCertificatesPath: configuration.caCertificatesPath,
                 addressPolicy: addressPolicy)
+            do {
+                try await hostGate.acquire(host, deadline: budgetDeadline)
+            } catch {
+                return .failure(error, retryAfter: nil)
+            }
             let cancellation = CancellationFlag()
             let handles = curlHandles
-            return await withTaskCancellationHandler {
+            let outcome = await withTaskCancellationHandler {
                 await workers.run { handles.perform(request, cancellation: cancellation) }
             } onCancel: {
                 cancellation.cancel()
             }
+            switch outcome {
+            case .success:
+                await hostGate.release(host, hostFailed: false, retryAfter: nil)
+            case .failure(let error, let retryAfter):
+                await hostGate.release(host, hostFailed: Self.isHostFailure(error), retryAfter: retryAfter)
+            }
+            return outcome
+        }
+    }
+
+    /// Failures that say the host is in trouble (as opposed to this URL: 404, too large, …).
+    static func isHostFailure(_ error: FetchError) -> Bool {
+        switch error.class {
+        case .connection, .timeout, .tls: return true
+        case .httpStatus: return (error.httpStatus ?? 0) >= 500
+        default: return false
         }
     }
 }

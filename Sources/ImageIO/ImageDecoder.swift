@@ -1,6 +1,7 @@
 import CImageCodecs
 
-/// Turns encoded bytes into pixels. JPEG (libjpeg-turbo) and PNG (libpng) decode;
+/// Turns encoded bytes into pixels. JPEG (libjpeg-turbo), PNG (libpng), WebP (libwebp, first
+/// frame) and GIF (giflib, first frame) decode;
 /// other recognised formats are refused with `unsupported_format`.
 public struct ImageDecoder: Sendable {
     /// Largest accepted width x height, checked against the header before any pixel memory exists.
@@ -93,8 +94,12 @@ public struct ImageDecoder: Sendable {
             } else {
                 status = cic_png_decode(data, bytes.count, limit, nil, &image, &message)
             }
+        case .webp:
+            status = cic_webp_decode(data, bytes.count, limit, &image, &message)
+        case .gif:
+            status = cic_gif_decode(data, bytes.count, limit, &image, &message)
         default:
-            throw ImageIOError(.unsupportedFormat, "\(format.rawValue) images are not supported (JPEG and PNG are)")
+            throw ImageIOError(.unsupportedFormat, "\(format.rawValue) images are not supported (JPEG, PNG, WebP and GIF are)")
         }
         guard status == CIC_OK, let pixels = image.pixels else {
             let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -13,7 +13,7 @@ public enum ImageFormat: String, Sendable, Hashable, CaseIterable {
         self = head.withUnsafeBytes { Self.detect($0) } ?? .unknown
     }
 
-    public var isDecodable: Bool { self == .jpeg || self == .png }
+    public var isDecodable: Bool { [.jpeg, .png, .webp, .gif].contains(self) }
 
     /// The format whose signature starts `bytes`, or nil for unrecognised data.
     public static func detect(_ bytes: UnsafeRawBufferPointer) -> ImageFormat? {

@@ -11,7 +11,7 @@ public struct ImageIOError: Error, Sendable, Equatable, CustomStringConvertible 
         /// More pixels than the configured limit, or sides more than `maxAspectRatio` apart
         /// (both checked from the header, before decoding).
         case tooLarge = "too_large"
-        /// A recognised image format that clipd does not decode (GIF, WebP, ...).
+        /// A recognised image format that clipd does not decode (BMP, TIFF, HEIF, AVIF, ...).
         case unsupportedFormat = "unsupported_format"
         /// Zero bytes.
         case empty

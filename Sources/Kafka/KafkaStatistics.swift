@@ -53,6 +53,16 @@ public struct KafkaStatistics: Sendable, Hashable {
         self.partitions = partitions.sorted { $0.topicPartition < $1.topicPartition }
     }
 
+    /// HELP text of every metric `recordMetrics` exports.
+    public static let help: [String: String] = [
+        "kafka_client_messages_sent": "Messages sent by this librdkafka client since it started.",
+        "kafka_client_bytes_sent": "Bytes sent by this librdkafka client since it started.",
+        "kafka_client_messages_received": "Messages received by this librdkafka client since it started.",
+        "kafka_client_bytes_received": "Bytes received by this librdkafka client since it started.",
+        "kafka_client_queued_messages": "Messages waiting in this librdkafka client's queues.",
+        "kafka_consumer_lag": "Consumer lag of a partition as librdkafka reports it (messages).",
+    ]
+
     /// Reports these statistics through swift-metrics (whatever backend the executable bootstrapped).
     public func recordMetrics() {
         let client = [("client", clientName)]

@@ -10,13 +10,26 @@ public final class PipelineMetrics: @unchecked Sendable {
     private let consumedCounter = Counter(label: "clipd_records_consumed_total")
     private let writtenCounter = Counter(label: "clipd_records_written_total")
     private let retries = Counter(label: "clipd_database_write_retries_total")
-    private let batchSizes = Recorder(label: "clipd_batch_size", aggregate: true)
+    private let batchSizes = Recorder(label: "clipd_batch_size_records", aggregate: true)
     private let inFlightGauge = Gauge(label: "clipd_records_in_flight")
     private let modelGauge = Gauge(label: "clipd_model_version_id")
     private var stageTimers: [String: Metrics.Timer] = [:]
     private var lagGauges: [String: Gauge] = [:]
 
     public init() {}
+
+    /// HELP text of every metric the pipeline exports (a test checks that each exported family has one).
+    public static let help: [String: String] = [
+        "clipd_records_consumed_total": "Records taken from the topic (admitted into the pipeline).",
+        "clipd_records_written_total": "Records whose embedding and tags were written to PostgreSQL.",
+        "clipd_records_failed_total": "Records that became dead letters, by failure class (see the README's failure classes).",
+        "clipd_database_write_retries_total": "Batch writes retried because PostgreSQL was unavailable.",
+        "clipd_batch_size_records": "Records per encoded batch.",
+        "clipd_records_in_flight": "Records admitted but not yet written or failed; consumption pauses at max_in_flight.",
+        "clipd_model_version_id": "Id (model_versions.id) of the model version the pipeline encodes with.",
+        "clipd_stage_duration_seconds": "Time per pipeline stage: prepare (fetch, decode, tokenize) per record, encode and write per batch.",
+        "clipd_consumer_lag_records": "Records of a partition not yet consumed by this group (high watermark minus stored offset).",
+    ]
 
     public var snapshot: (consumed: Int, written: Int, failed: Int) { lock.withLock { totals } }
 
@@ -64,7 +77,7 @@ public final class PipelineMetrics: @unchecked Sendable {
         let key = partition.description
         let gauge = lock.withLock {
             if let g = lagGauges[key] { return g }
-            let g = Gauge(label: "clipd_consumer_lag", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
+            let g = Gauge(label: "clipd_consumer_lag_records", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
             lagGauges[key] = g
             return g
         }

@@ -108,7 +108,7 @@ extension ClipdDatabase {
     }
 
     private func writeFailures(_ failures: [FailedRecord], in transaction: PostgresTransaction) async throws {
-        let columns = ["record_id", "source_topic", "source_partition", "source_offset", "error_class", "error_message", "raw_payload"]
+        let columns = ["record_id", "source_topic", "source_partition", "source_offset", "error_class", "error_message", "raw_payload", "raw_key"]
         for chunk in Self.chunks(failures.map(\.bindRow), columns: columns.count) {
             try await transaction.execute(PostgresQuery.multiRowInsert(into: "failed_records", columns: columns, rows: chunk, suffix: """
                 ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
@@ -195,7 +195,8 @@ extension ClipdDatabase: PipelineStore {
         rows.failures = batch.failures.map { failed in
             FailedRecord(recordID: failed.recordID, sourceTopic: failed.message.partition.topic,
                          sourcePartition: failed.message.partition.partition, sourceOffset: failed.message.offset,
-                         errorClass: failed.failure.failureClass.rawValue, errorMessage: failed.failure.message, rawPayload: failed.message.value)
+                         errorClass: failed.failure.failureClass.rawValue, errorMessage: failed.failure.message, rawPayload: failed.message.value,
+                         rawKey: failed.message.key)
         }
         rows.offsets = batch.offsets.map { partition, next in
             ConsumerOffset(group: batch.group, topic: partition.topic, partition: partition.partition, nextOffset: next)

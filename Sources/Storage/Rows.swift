@@ -83,9 +83,11 @@ public struct FailedRecord: Sendable, Equatable {
     public var errorMessage: String
     /// The message value exactly as consumed (may not be UTF-8).
     public var rawPayload: [UInt8]?
+    /// The message key exactly as consumed, if it had one.
+    public var rawKey: [UInt8]?
 
     public init(recordID: String? = nil, sourceTopic: String? = nil, sourcePartition: Int32? = nil, sourceOffset: Int64? = nil,
-                errorClass: String, errorMessage: String, rawPayload: [UInt8]? = nil) {
+                errorClass: String, errorMessage: String, rawPayload: [UInt8]? = nil, rawKey: [UInt8]? = nil) {
         self.recordID = recordID
         self.sourceTopic = sourceTopic
         self.sourcePartition = sourcePartition
@@ -93,6 +95,7 @@ public struct FailedRecord: Sendable, Equatable {
         self.errorClass = errorClass
         self.errorMessage = errorMessage
         self.rawPayload = rawPayload
+        self.rawKey = rawKey
     }
 
     /// A dead letter must always be storable: NUL (which PostgreSQL text cannot hold) in the
@@ -100,7 +103,8 @@ public struct FailedRecord: Sendable, Equatable {
     var bindRow: [PostgresBind] {
         func storable(_ text: String?) -> String? { text.map { $0.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") } }
         return [storable(recordID).postgresBind, storable(sourceTopic).postgresBind, sourcePartition.postgresBind, sourceOffset.postgresBind,
-                storable(errorClass)!.postgresBind, storable(errorMessage)!.postgresBind, rawPayload.map(PostgresBytes.init).postgresBind]
+                storable(errorClass)!.postgresBind, storable(errorMessage)!.postgresBind, rawPayload.map(PostgresBytes.init).postgresBind,
+                rawKey.map(PostgresBytes.init).postgresBind]
     }
 }
 

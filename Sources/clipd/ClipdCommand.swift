@@ -22,6 +22,7 @@ struct ClipdCommand: AsyncParsableCommand {
             PublishCommand.self,
             DevBrokerCommand.self,
             SynthCommand.self,
+            DeadLetterCommand.self,
         ]
     )
 }

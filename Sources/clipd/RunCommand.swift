@@ -54,6 +54,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("finetune-interval-seconds")) var finetuneIntervalSeconds: Double?
     @Option(name: .customLong("finetune-min-new-pairs")) var finetuneMinNewPairs: Int?
     @Option(name: .customLong("finetune-training-set-size")) var finetuneTrainingSetSize: Int?
+    @Option(name: .customLong("fetch-user-agent")) var fetchUserAgent: String?
+    @Option(name: .customLong("fetch-host-concurrency")) var fetchHostConcurrency: Int?
+    @Option(name: .customLong("fetch-host-min-interval-ms")) var fetchHostMinIntervalMs: Int?
+    @Option(name: .customLong("fetch-host-header"),
+            help: "'HOST Name: value' (repeatable). Command lines are visible to other users: put credentials in the config file or CLIPD_FETCH_HOST_HEADERS instead.")
+    var fetchHostHeader: [String] = []
     @Flag(name: .customLong("print-config"), help: "Print the effective configuration as JSON and exit.") var printConfig = false
     @Option(name: .customLong("stop-when-idle"), help: "Drain and exit after this many seconds without new records (demos, batch jobs).")
     var stopWhenIdle: Double?
@@ -79,11 +85,34 @@ struct RunCommand: AsyncParsableCommand {
             ("finetune_enabled", finetuneEnabled), ("finetune_group", finetuneGroup), ("finetune_canary", finetuneCanary),
             ("finetune_checkpoint_dir", finetuneCheckpointDir), ("finetune_interval_seconds", finetuneIntervalSeconds),
             ("finetune_min_new_pairs", finetuneMinNewPairs), ("finetune_training_set_size", finetuneTrainingSetSize),
+            ("fetch_user_agent", fetchUserAgent),
+            ("fetch_host_concurrency", fetchHostConcurrency), ("fetch_host_min_interval_ms", fetchHostMinIntervalMs),
         ]
         for (k, v) in pairs { if let v { o[k] = v } }
         if !allowFileRoot.isEmpty { o["allow_file_roots"] = allowFileRoot }
         if allowPrivateNetworks { o["allow_private_networks"] = true }
+        if !fetchHostHeader.isEmpty { o["fetch_host_headers"] = Self.hostHeaders(fetchHostHeader) }
         return o
+    }
+
+    /// `HOST Name: value` flags as host → {name: value}; malformed ones are left for validate().
+    static func hostHeaders(_ flags: [String]) -> [String: [String: String]] {
+        var map: [String: [String: String]] = [:]
+        for flag in flags {
+            guard let space = flag.firstIndex(of: " "), let colon = flag[space...].firstIndex(of: ":") else { continue }
+            let host = String(flag[..<space]).lowercased()
+            let name = flag[flag.index(after: space)..<colon].trimmingCharacters(in: .whitespaces)
+            map[host, default: [:]][name] = flag[flag.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return map
+    }
+
+    func validate() throws {
+        for flag in fetchHostHeader {
+            guard let space = flag.firstIndex(of: " "), flag[space...].contains(":") else {
+                throw ValidationError("--fetch-host-header must look like 'images.example.com Authorization: Bearer …'")
+            }
+        }
     }
 
     func run() async throws {
@@ -107,7 +136,7 @@ struct RunCommand: AsyncParsableCommand {
         let daemon = Daemon(config: cfg, logger: logger, stopWhenIdle: stopWhenIdle) {
             var buffer = [UInt8]()
             registry.emit(into: &buffer)
-            return String(decoding: buffer, as: UTF8.self)
+            return MetricsHelp.annotate(String(decoding: buffer, as: UTF8.self))
         }
         do { try await daemon.run() } catch let error as DaemonError { throw CommandFailure(error.description) }
     }

@@ -38,4 +38,17 @@ final class ImageCLITests: XCTestCase {
         XCTAssertTrue(Set(tags.map { $0["label"] as! String }).isSubset(of: ["astronaut", "cat", "rocket", "coffee"]))
         assertCleanFailure(try runClipd(["classify", "--model", model, good]), mentioning: ["--labels"])
     }
+
+    /// A WebP and a GIF are embedded exactly like their PNG twins (same pixels, same palette).
+    func testWebPAndGIFEmbedLikeTheirPNGTwins() throws {
+        let data = Repository.root.appendingPathComponent("Tests/ImageIOTests/Data")
+        let inputs = ["twin_rgb_52x40.webp", "twin_rgb_52x40.png", "twin_palette_52x40.gif", "twin_palette_52x40.png"]
+        let r = try runClipd(["embed", "--model", model] + inputs.flatMap { ["--image", data.appendingPathComponent($0).path] })
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let embeddings = r.lines.map { (jsonObject($0)["embedding"] as! [NSNumber]).map(\.floatValue) }
+        XCTAssertEqual(embeddings.count, 4)
+        XCTAssertEqual(embeddings[0], embeddings[1], "lossless WebP = PNG")
+        XCTAssertEqual(embeddings[2], embeddings[3], "GIF = palette PNG")
+        XCTAssertNotEqual(embeddings[0], embeddings[2])
+    }
 }

@@ -27,3 +27,28 @@ final class RunConfigCLITests: XCTestCase {
         assertCleanFailure(try runClipd(["run", "--print-config", "--max-in-flight", "2"]), mentioning: ["max_in_flight"])
     }
 }
+
+final class FetchPolitenessConfigCLITests: XCTestCase {
+    /// Per-host headers from a flag, the environment or the file reach the configuration, and
+    /// `--print-config` never shows their values.
+    func testHostHeadersAreLayeredAndNeverPrinted() throws {
+        let flag = try runClipd(["run", "--print-config", "--fetch-host-header", "images.example.com Authorization: Bearer flag-s3cret",
+                                 "--fetch-host-concurrency", "2"])
+        XCTAssertEqual(flag.status, 0, flag.stderr)
+        XCTAssertFalse(flag.stdout.contains("flag-s3cret"), flag.stdout)
+        let printed = jsonObject(flag.stdout)
+        XCTAssertEqual((printed["fetch_host_headers"] as? [String: [String: String]])?["images.example.com"]?["Authorization"], "***")
+        XCTAssertEqual(printed["fetch_host_concurrency"] as? Int, 2)
+
+        let env = try runClipd(["run", "--print-config"],
+                               environment: ["CLIPD_FETCH_HOST_HEADERS": #"{"bucket.internal:9000": {"X-Api-Key": "env-s3cret"}}"#])
+        XCTAssertEqual(env.status, 0, env.stderr)
+        XCTAssertFalse(env.stdout.contains("env-s3cret"), env.stdout)
+        XCTAssertNotNil((jsonObject(env.stdout)["fetch_host_headers"] as? [String: Any])?["bucket.internal:9000"])
+
+        assertCleanFailure(try runClipd(["run", "--print-config", "--fetch-host-header", "no-colon-here"]), mentioning: ["--fetch-host-header"])
+        assertCleanFailure(try runClipd(["run", "--print-config"], environment: ["CLIPD_FETCH_HOST_HEADERS": "[1,2]"]),
+                           mentioning: ["CLIPD_FETCH_HOST_HEADERS"])
+        assertCleanFailure(try runClipd(["run", "--print-config", "--fetch-host-concurrency", "0"]), mentioning: ["fetch_host_concurrency"])
+    }
+}

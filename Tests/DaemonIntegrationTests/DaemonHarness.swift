@@ -91,7 +91,7 @@ final class DaemonHarness: @unchecked Sendable {
             ("{\"id\":\"bad-\(i)\",\"caption\":\"no image url\"}", "record.invalid"),
             ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/truncated_half.jpg\"}", "image.truncated"),
             ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/random_bytes.jpg\"}", "image.corrupt"),
-            ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/gif_named.jpg\"}", "image.unsupported_format"),
+            ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/bitmap.bmp\"}", "image.unsupported_format"),
             ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/empty.jpg\"}", "image.empty"),
             ("{\"id\":\"bad-\(i)\",\"image_url\":\"file://\(badDir)/bomb_60000x60000.jpg\"}", "image.too_large"),
             ("{\"id\":\"bad-\(i)\",\"image_url\":\"file:///etc/hostname\"}", "fetch.file_not_allowed"),

@@ -162,6 +162,9 @@ final class DeployConsistencyTests: XCTestCase {
     func sameValue(cell: String, _ expected: Any) -> Bool {
         if let string = expected as? String { return cell == string }
         guard let parsed = try? JSONSerialization.jsonObject(with: Data(cell.utf8), options: .fragmentsAllowed) else { return false }
+        if let expectedObject = expected as? [String: Any], let parsedObject = parsed as? [String: Any] {
+            return NSDictionary(dictionary: expectedObject).isEqual(to: parsedObject)
+        }
         if let expectedList = expected as? [Any], let parsedList = parsed as? [Any] {
             return expectedList.map { "\($0)" } == parsedList.map { "\($0)" }
         }
@@ -213,5 +216,60 @@ final class DeployConsistencyTests: XCTestCase {
 
     func deployText(_ relativePath: String) throws -> String {
         try String(contentsOf: deployDirectory.appendingPathComponent(relativePath), encoding: .utf8)
+    }
+}
+
+final class AutoscalingAndMetricsTests: XCTestCase {
+    var deployDirectory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Deploy")
+    }
+
+    /// The KEDA ScaledObject scales the Deployment on the lag of the group and topic the
+    /// ConfigMap's daemons consume, from the same brokers.
+    func testKEDAScaledObjectMatchesTheDeploymentAndConfig() throws {
+        let scaled = try String(contentsOf: deployDirectory.appendingPathComponent("kubernetes/autoscaling/keda-scaledobject.yaml"), encoding: .utf8)
+        let configMap = try String(contentsOf: deployDirectory.appendingPathComponent("kubernetes/configmap.yaml"), encoding: .utf8)
+        let json = String(configMap[configMap.range(of: "{")!.lowerBound...configMap.range(of: "}", options: .backwards)!.lowerBound])
+        let config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        func value(_ key: String) -> String? {
+            scaled.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { $0.hasPrefix(key + ":") }
+                .map { $0.dropFirst(key.count + 1).split(separator: "#")[0].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        }
+        XCTAssertEqual(value("bootstrapServers"), config["brokers"] as? String)
+        XCTAssertEqual(value("consumerGroup"), config["group"] as? String)
+        XCTAssertEqual(value("topic"), config["topic"] as? String)
+        XCTAssertEqual(value("kind"), "ScaledObject")
+        XCTAssertEqual(value("allowIdleConsumers"), "false", "never more replicas than partitions")
+        let deployment = try String(contentsOf: deployDirectory.appendingPathComponent("kubernetes/deployment.yaml"), encoding: .utf8)
+        XCTAssertTrue(deployment.contains("  name: \(value("name") ?? "?")\n"), "scaleTargetRef names the Deployment")
+        XCTAssertNotNil(value("maxReplicaCount").flatMap(Int.init))
+    }
+
+    func testHelpLinesAreAddedBeforeEachKnownFamilyOnce() {
+        let exposition = """
+            # TYPE clipd_records_written_total counter
+            clipd_records_written_total 3
+            # HELP already_helped Given by the registry.
+            # TYPE already_helped gauge
+            already_helped 1
+            # TYPE unknown_metric gauge
+            unknown_metric 2
+
+            """
+        let annotated = MetricsHelp.annotate(exposition, texts: ["clipd_records_written_total": "Records written.\\ok", "already_helped": "x"])
+        XCTAssertEqual(annotated, """
+            # HELP clipd_records_written_total Records written.\\\\ok
+            # TYPE clipd_records_written_total counter
+            clipd_records_written_total 3
+            # HELP already_helped Given by the registry.
+            # TYPE already_helped gauge
+            already_helped 1
+            # TYPE unknown_metric gauge
+            unknown_metric 2
+
+            """)
+        XCTAssertTrue(MetricsHelp.texts.keys.contains("clipd_records_failed_total"))
     }
 }

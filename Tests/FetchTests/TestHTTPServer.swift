@@ -35,6 +35,7 @@ final class TestHTTPServer: @unchecked Sendable {
     private var bytesSentByPath: [String: Int] = [:]
     private var acceptedConnections = 0
     private var openConnections = 0
+    private var peakOpen = 0
     private var tlsHandshakes = 0
     private var stopped = false
 
@@ -84,6 +85,8 @@ final class TestHTTPServer: @unchecked Sendable {
     func hits(_ path: String) -> Int { locked { hitsByPath[path, default: 0] } }
     func bytesSent(_ path: String) -> Int { locked { bytesSentByPath[path, default: 0] } }
     var connectionCount: Int { locked { acceptedConnections } }
+    /// The most connections that were open at once.
+    var peakOpenConnections: Int { locked { peakOpen } }
     var tlsHandshakeCount: Int { locked { tlsHandshakes } }
 
     /// Waits until every connection handler has finished (so byte counts are final).
@@ -106,7 +109,7 @@ final class TestHTTPServer: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return  // listener closed by stop()
             }
-            locked { acceptedConnections += 1; openConnections += 1 }
+            locked { acceptedConnections += 1; openConnections += 1; peakOpen = max(peakOpen, openConnections) }
             let thread = Thread { [self] in
                 serve(client)
                 close(client)

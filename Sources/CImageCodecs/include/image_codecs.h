@@ -86,6 +86,15 @@ cic_status cic_jpeg_decode(const unsigned char *data, size_t size, uint64_t max_
 cic_status cic_png_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
                           const cic_region *region, cic_image *image, char *message);
 
+/* Decodes a WebP's first frame (still or animated) to 4-byte RGBA, as Pillow opens it. */
+cic_status cic_webp_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
+                           cic_image *image, char *message);
+
+/* Decodes a GIF's first frame to 4-byte RGB (palette expanded, Pillow's mode "P") or gray
+   (a palette that is the identity gray ramp, Pillow's mode "L"). */
+cic_status cic_gif_decode(const unsigned char *data, size_t size, uint64_t max_pixels,
+                          cic_image *image, char *message);
+
 void cic_free_pixels(unsigned char *pixels);
 
 /* Encodes packed RGB (3 bytes per pixel, rows packed) as a baseline JFIF JPEG with the
