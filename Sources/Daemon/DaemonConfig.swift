@@ -184,6 +184,7 @@ public struct DaemonConfig: Sendable, Equatable, Codable {
         if finetuneEnabled && finetuneGroup == group { return "finetune_group must differ from group (the job has its own consumer group)" }
         if finetuneIntervalSeconds < 0 || finetuneMinNewPairs < 0 || finetuneTrainingSetSize < 1 {
             return "finetune_interval_seconds and finetune_min_new_pairs must not be negative, finetune_training_set_size must be positive"
+        }
         if fetchUserAgent.isEmpty || fetchUserAgent.contains(where: \.isNewline) { return "fetch_user_agent must be one non-empty line" }
         if !(1...256).contains(fetchHostConcurrency) { return "fetch_host_concurrency must be in 1...256" }
         if !(0...600_000).contains(fetchHostMinIntervalMs) { return "fetch_host_min_interval_ms must be in 0...600000" }

@@ -66,6 +66,11 @@ struct RunCommand: AsyncParsableCommand {
 
     func validate() throws {
         try FlagRange.checkPositive(stopWhenIdle, "--stop-when-idle", atMost: FlagRange.day)
+        for flag in fetchHostHeader {
+            guard let space = flag.firstIndex(of: " "), flag[space...].contains(":") else {
+                throw ValidationError("--fetch-host-header must look like 'images.example.com Authorization: Bearer …'")
+            }
+        }
     }
 
     var overrides: [String: Any] {
@@ -105,14 +110,6 @@ struct RunCommand: AsyncParsableCommand {
             map[host, default: [:]][name] = flag[flag.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         return map
-    }
-
-    func validate() throws {
-        for flag in fetchHostHeader {
-            guard let space = flag.firstIndex(of: " "), flag[space...].contains(":") else {
-                throw ValidationError("--fetch-host-header must look like 'images.example.com Authorization: Bearer …'")
-            }
-        }
     }
 
     func run() async throws {

@@ -124,7 +124,7 @@ final class StreamPipelineTests: XCTestCase {
         Self.makePipeline(source, store, dlq, configure: configure)
     }
 
-    static func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ,
+    static func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ, stages: StreamPipeline.Stages? = nil,
                              configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
         var config = StreamPipeline.Configuration(group: "clipd")
         config.batchSize = 8
@@ -133,7 +133,7 @@ final class StreamPipelineTests: XCTestCase {
         configure(&config)
         let model = CLIPModel.random(config: Self.cfg, seed: 3)
         let tracker = OffsetTracker()
-        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages ?? self.stages(),
+        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: dlq, stages: stages ?? Self.stages(),
                                       model: .init(model: model, version: .init(id: 1, name: "test")), tracker: tracker, logger: Logger(label: "test"))
         return (pipeline, PartitionAssignments(store: store, group: config.group, tracker: tracker, logger: Logger(label: "test")))
     }
@@ -245,7 +245,7 @@ final class StreamPipelineTests: XCTestCase {
             func leave() { lock.withLock { now -= 1 } }
         }
         let gauge = Gauge()
-        var stages = self.stages()
+        var stages = Self.stages()
         stages.loadImage = { url in
             gauge.enter()
             defer { gauge.leave() }
