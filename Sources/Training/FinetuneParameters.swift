@@ -77,7 +77,7 @@ public struct FinetuneParameters: Sendable, Equatable, Codable {
         guard !overflow, pairs <= Self.maxStepPairs else {
             throw fail("steps × batch must be at most \(Self.maxStepPairs), got \(steps) × \(batch)")
         }
-        guard learningRate > 0, learningRate <= 1, learningRate.isFinite else { throw fail("lr must be within (0, 1], got \(learningRate)") }
+        guard learningRate > 0, learningRate <= 1000, learningRate.isFinite else { throw fail("lr must be within (0, 1000], got \(learningRate)") }
         guard weightDecay >= 0, weightDecay <= 10 else { throw fail("weight_decay must be within 0...10, got \(weightDecay)") }
         guard heldOutFraction > 0, heldOutFraction < 1 else { throw fail("held_out_fraction must be in (0, 1)") }
         guard (4...Self.maxPairsLimit).contains(maxPairs) else { throw fail("max_pairs must be within 4...\(Self.maxPairsLimit), got \(maxPairs)") }

@@ -61,7 +61,7 @@ struct FinetuneStepCommand: AsyncParsableCommand {
         if pixels.count < 2 { throw ValidationError("contrastive training needs at least 2 pairs") }
         if FineTuneMode(mode) == nil { throw ValidationError("unknown --mode \(mode) (full, projections, lock-image, last-vision-blocks:N, last-text-blocks:N)") }
         if !(lr > 0) || !(eps > 0) || weightDecay < 0 { throw ValidationError("--lr and --eps must be positive and --weight-decay non-negative") }
-        try FlagRange.check(lr, "--lr", 0...1)
+        try FlagRange.check(lr, "--lr", 0...1000)
         try FlagRange.check(eps, "--eps", 0...1)
         try FlagRange.check(weightDecay, "--weight-decay", 0...10)
         try FlagRange.check(clipGradNorm, "--clip-grad-norm", 0...1e6)

@@ -48,7 +48,7 @@ struct TrainShapesCommand: AsyncParsableCommand {
         try FlagRange.check(batch, "--batch", 2...4096)
         try FlagRange.check(variants, "--variants", 1...10_000)
         try FlagRange.check(evalEvery, "--eval-every", 1...1_000_000)
-        try FlagRange.check(lr, "--lr", 0...1)
+        try FlagRange.check(lr, "--lr", 0...1000)
         try FlagRange.check(weightDecay, "--weight-decay", 0...10)
         try FlagRange.check(adamEps, "--adam-eps", 0...1)
         try FlagRange.check(gradClip, "--grad-clip", 0...1e6)

@@ -218,6 +218,7 @@ final class FinetuneSchedulingTests: XCTestCase {
         XCTAssertThrowsError(try defaults.overriding(with: #"{"max_pairs": 9223372036854775807}"#))
         XCTAssertThrowsError(try defaults.overriding(with: #"{"warmup_steps": 9223372036854775807}"#))
         XCTAssertThrowsError(try defaults.overriding(with: #"{"lr": 1e30}"#))
+        XCTAssertNoThrow(try defaults.overriding(with: #"{"lr": 5}"#), "a deliberately damaging rate is allowed")
         XCTAssertThrowsError(try defaults.overriding(with: #"{"alphas": []}"#))
         // The largest allowed product is accepted.
         XCTAssertNoThrow(try defaults.overriding(with: #"{"steps": 25000, "batch": 4000}"#))
