@@ -8,6 +8,7 @@
 #   KERNEL=avx2 Benchmarks/engine_vs_onnxruntime.sh   # force a kernel family (auto|avx512|avx2|portable|blas)
 #
 # Needs python3 with venv and pip (PyPI): the venv goes to .build-bench/venv (VENV= to reuse one).
+# CLIPD=path/to/release/clipd skips the build and uses that binary.
 source "$(dirname "$0")/common.sh"
 
 ROUNDS="${ROUNDS:-3}"
@@ -18,7 +19,7 @@ VENV="${VENV:-.build-bench/venv}"
 work=".build-bench/engine"
 mkdir -p "$work"
 
-bench_build clipd
+if [ -n "${CLIPD:-}" ]; then bench_bin="$(dirname "$CLIPD")"; else bench_build clipd; fi
 bench_machine
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, open_clip, onnx, onnxruntime' 2>/dev/null; then
     echo "creating $VENV (torch, open_clip_torch, onnx, onnxruntime)" >&2
@@ -27,6 +28,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, open_cl
 fi
 py="$VENV/bin/python"
 "$py" -c 'import torch, onnxruntime, open_clip; print("baseline: torch", torch.__version__, "onnxruntime", onnxruntime.__version__, "open_clip", open_clip.__version__)'
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at start"
 
 weights="$work/vit-b-32.safetensors"
 [ -f "$weights" ] || "$bench_bin/clipd" bench --arch ViT-B-32 --save-model "$weights" >/dev/null
