@@ -4,7 +4,7 @@
 //
 // --mode layouts (default): the vector layout of migrations 0001–0004 ("old": HNSW on image and
 // caption vectors, m = 16, ef_construction = 64, ef_search ≥ 40) against the current migrations
-// ("new": HNSW on image vectors only, m = 8, ef_construction = 32, ef_search ≥ 100) and the
+// ("new": HNSW on image vectors only, m = 6, ef_construction = 24, ef_search ≥ 200) and the
 // current migrations with the caption index requested ("new+text"), each in its own scratch
 // database on the same server. Batches alternate between the layouts (the order flips every
 // batch), so drift (autovacuum, other load on the machine) hits all of them equally. Vectors come

@@ -4,12 +4,12 @@
 -- Measured with Benchmarks/pg_writes.sh (results in Benchmarks/results/pg_writes.md): inserting
 -- into HNSW graphs is nearly all of a write's cost, and it grows with m (every insert re-prunes the
 -- neighbour lists of up to 2·m neighbours). From this migration on, a new model version gets
---   * an HNSW index on its image embeddings only, with m = 8 and ef_construction = 32
+--   * an HNSW index on its image embeddings only, with m = 6 and ef_construction = 24
 --     (before: image and caption embeddings, m = 16, ef_construction = 64);
 --   * an index on its caption embeddings only on request:
 --       UPDATE model_versions SET index_text_embeddings = true WHERE id = 3;
 --     (false drops it again). Without it, caption search is an exact scan of the version's rows.
--- clipd_nearest widens ef_search to at least 100, which brings recall@10 of the sparser graph
+-- clipd_nearest widens ef_search to at least 200, which brings recall@10 of the sparser graph
 -- back above 0.95. Vectors stay `vector` (full float precision): storing halfvec did not make
 -- inserts faster.
 --
@@ -52,7 +52,7 @@ BEGIN
             IF NOT exists_now THEN
                 EXECUTE format(
                     'CREATE INDEX %I ON embeddings USING hnsw ((%I::vector(%s)) vector_cosine_ops) '
-                    'WITH (m = 8, ef_construction = 32) WHERE model_version_id = %s',
+                    'WITH (m = 6, ef_construction = 24) WHERE model_version_id = %s',
                     index_name, column_name, dim, version_id);
             END IF;
         ELSIF exists_now THEN
@@ -75,7 +75,7 @@ CREATE TRIGGER model_versions_vector_indexes
     AFTER INSERT OR UPDATE OF index_text_embeddings ON model_versions
     FOR EACH ROW EXECUTE FUNCTION clipd_model_versions_indexes();
 
--- As in 0003, with ef_search at least 100 (pgvector's default is 40). With pgvector, a column
+-- As in 0003, with ef_search at least 200 (pgvector's default is 40). With pgvector, a column
 -- without an index for the version (caption vectors by default) is searched by an exact scan.
 CREATE OR REPLACE FUNCTION clipd_nearest(query real[], version_id bigint, k integer, against text DEFAULT 'image')
 RETURNS TABLE (record_id text, distance double precision)
@@ -89,8 +89,8 @@ BEGIN
     column_name := against || '_embedding';
     IF clipd_vector_backend() = 'pgvector' THEN
         -- An HNSW scan yields at most ef_search rows and finds them better the wider it searches:
-        -- widen it (for this transaction) to cover k, and to at least 100 for recall.
-        PERFORM set_config('hnsw.ef_search', least(greatest(k * 2, 100), 1000)::text, true);
+        -- widen it (for this transaction) to cover k, and to at least 200 for recall.
+        PERFORM set_config('hnsw.ef_search', least(greatest(k * 2, 200), 1000)::text, true);
         -- Literal version id and dimension so the planner matches the partial expression index.
         RETURN QUERY EXECUTE format(
             'SELECT e.record_id, (e.%1$I::vector(%2$s) <=> $1::vector(%2$s))::float8 '

@@ -1,8 +1,9 @@
 import Foundation
 import Postgres
 
-/// Nearest-neighbour search over `embeddings` (`clipd_nearest`: HNSW with pgvector, an exact
-/// scan over real[] otherwise).
+/// Nearest-neighbour search over `embeddings` (`clipd_nearest`: with pgvector, the version's HNSW
+/// index on image vectors, and on caption vectors when `index_text_embeddings` asked for one, else
+/// an exact scan; an exact scan over real[] otherwise).
 extension ClipdDatabase {
     public enum EmbeddingKind: String, Sendable { case image, text }
 

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// Search quality and stored precision of the vector layout (migration 0005): HNSW on image
-/// vectors only (m = 8), caption index on request, exact scan on real[].
+/// vectors only (m = 6), caption index on request, exact scan on real[].
 @Suite("vector storage and indexes", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL / CLIPD_TEST_PGVECTOR_DATABASE_URL (Deploy/dev/test.sh does)"))
 struct VectorIndexTests {
     /// Deterministic clustered unit vectors: 30 Gaussian clusters around random centres, with a
@@ -166,7 +166,7 @@ struct VectorIndexTests {
             let parameters = try await connection.query("""
                 SELECT array_to_string(c.reloptions, ',') FROM pg_class c WHERE c.relname = \("embeddings_image_embedding_hnsw_v\(model)")
                 """).map { try $0.decode(String.self, at: 0) }
-            #expect(parameters == (server == .pgvector ? ["m=8,ef_construction=32"] : []))
+            #expect(parameters == (server == .pgvector ? ["m=6,ef_construction=24"] : []))
 
             try await database.write(StorageTests.batch(modelVersionID: model, count: 40, prefix: "c"))
             try await connection.query("UPDATE model_versions SET index_text_embeddings = true WHERE id = \(model)")
