@@ -224,7 +224,7 @@ struct BackfillService: Service {
 }
 
 /// Gauges of re-embedding coverage per model version (exported on /metrics):
-/// `clipd_backfill_records_covered`, `clipd_backfill_records_total`,
+/// `clipd_backfill_records_covered`, `clipd_backfill_records_to_cover`,
 /// `clipd_backfill_coverage_ratio`, `clipd_backfill_records_per_second`,
 /// `clipd_backfill_eta_seconds` (label `model_version`), `clipd_search_model_version_id`, and
 /// the counter `clipd_backfill_records_written_total` of this daemon's backfill writes.
@@ -251,7 +251,7 @@ final class BackfillMetrics: @unchecked Sendable {
     func publish(_ coverage: [ClipdDatabase.VersionCoverage]) {
         for c in coverage {
             gauge("clipd_backfill_records_covered", c.modelVersionID).record(Double(c.covered))
-            gauge("clipd_backfill_records_total", c.modelVersionID).record(Double(c.total))
+            gauge("clipd_backfill_records_to_cover", c.modelVersionID).record(Double(c.total))
             gauge("clipd_backfill_coverage_ratio", c.modelVersionID).record(c.fraction)
             gauge("clipd_backfill_records_per_second", c.modelVersionID).record(c.rate ?? 0)
             gauge("clipd_backfill_eta_seconds", c.modelVersionID).record(c.etaSeconds ?? -1)
