@@ -59,4 +59,20 @@ public final class AdamW: @unchecked Sendable {
             }
         }
     }
+
+    /// The optimizer's state — its step count and both moment estimates — so an interrupted run
+    /// can continue exactly where it stopped.
+    public func state() -> (step: Int, m: [Float], v: [Float]) {
+        (step, Array(UnsafeBufferPointer(start: m.storage, count: m.count)), Array(UnsafeBufferPointer(start: v.storage, count: v.count)))
+    }
+
+    /// Restores a state from `state()` of an optimizer over the same parameter layout.
+    public func restore(step: Int, m savedM: [Float], v savedV: [Float]) throws {
+        guard step >= 0, savedM.count == m.count, savedV.count == v.count else {
+            throw CLIPError(.shapeMismatch, "optimizer state of \(savedM.count) moments does not fit \(m.count) parameters")
+        }
+        savedM.withUnsafeBufferPointer { m.storage.update(from: $0.baseAddress!, count: m.count) }
+        savedV.withUnsafeBufferPointer { v.storage.update(from: $0.baseAddress!, count: v.count) }
+        self.step = step
+    }
 }

@@ -50,7 +50,7 @@ public struct FinetuneJob: Sendable {
         do {
             outcome = try await train(runID: runID, baseVersionID: baseVersionID, parameters: parameters, losses: &losses)
         } catch let interruption as FinetuneInterruption {
-            let message = "interrupted at step \(interruption.step) of \(parameters.steps); the next trainer trains it again on the same pairs and seed"
+            let message = "interrupted at step \(interruption.step) of \(parameters.steps); the next trainer resumes it from that step"
             logger.notice("fine-tune run \(runID): \(message)")
             outcome = FinetuneOutcome(status: .interrupted, lossCurve: losses, error: message)
         } catch {
@@ -60,6 +60,9 @@ public struct FinetuneJob: Sendable {
                                       error: message, reasons: [])
         }
         try await store.finish(runID: runID, outcome: outcome)
+        if outcome.status != .interrupted {
+            try? FileManager.default.removeItem(at: FinetuneResume.url(directory: checkpointDirectory, runID: runID))
+        }
         return outcome
     }
 
@@ -130,9 +133,35 @@ public struct FinetuneJob: Sendable {
         let schedule = LearningRateSchedule(peak: p.learningRate, warmupSteps: p.warmupSteps ?? max(1, p.steps / 10), totalSteps: p.steps)
         var sampler = BatchSampler(captions: training.map(\.tokens), seed: p.seed &+ UInt64(bitPattern: runID))
         let per = 3 * cfg.imageSize * cfg.imageSize
+        // A run interrupted by a shutdown continues from the step it reached: weights, optimizer
+        // state and loss curve from its resume file, the batch order replayed to that step.
+        let resumeURL = FinetuneResume.url(directory: checkpointDirectory, runID: runID)
+        let fingerprint = FinetuneResume.fingerprint(p, parameterCount: model.parameters.count)
+        var firstStep = 0
+        var resumedFromStep: Int?
+        if let saved = try? FinetuneResume.load(from: resumeURL, fingerprint: fingerprint), saved.step < p.steps,
+           saved.parameters.count == model.parameters.count {
+            saved.parameters.withUnsafeBufferPointer { model.parameters.storage.update(from: $0.baseAddress!, count: model.parameters.count) }
+            model.weightsDidChange()
+            try trainer.optimizer.restore(step: saved.adamStep, m: saved.m, v: saved.v)
+            for _ in 0..<saved.step { _ = sampler.next(max: p.batch) }
+            losses = saved.losses
+            firstStep = saved.step
+            resumedFromStep = saved.step
+            logger.notice("fine-tune run \(runID): resuming at step \(saved.step) of \(p.steps) with the saved weights and optimizer state")
+        }
         let trainStart = ContinuousClock.now
-        for step in 0..<p.steps {
-            if shouldStop() { throw FinetuneInterruption(step: step) }
+        for step in firstStep..<p.steps {
+            if shouldStop() {
+                let lossesSoFar = losses
+                do {
+                    try await executor.run { try FinetuneResume.save(to: resumeURL, step: step, losses: lossesSoFar, model: model,
+                                                                      optimizer: trainer.optimizer, fingerprint: fingerprint) }
+                } catch {
+                    logger.error("fine-tune run \(runID): cannot save its state for resuming: \(error); it will be trained again from the start")
+                }
+                throw FinetuneInterruption(step: step)
+            }
             let chosen = sampler.next(max: p.batch)
             var pixels: [Float] = []
             pixels.reserveCapacity(chosen.count * per)
@@ -169,6 +198,7 @@ public struct FinetuneJob: Sendable {
                                  canaryLabelSet: canary.labelSet, runID: runID, baseModelVersion: base.version.id)
         var results = RunResults(decision: "rejected", alpha: nil, reasons: [], checkpoint: nil, skippedImages: skipped,
                                  finalLoss: losses.last.flatMap { $0.isFinite ? $0 : nil }, seconds: 0)
+        results.resumedFromStep = resumedFromStep
         switch decision {
         case .reject(let reasons):
             results.reasons = reasons

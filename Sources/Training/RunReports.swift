@@ -31,9 +31,12 @@ struct RunResults: Codable {
     var skippedImages: Int
     var finalLoss: Float?
     var seconds: Double
+    /// The step an interrupted run continued from (its saved weights and optimizer state).
+    var resumedFromStep: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case decision, alpha, reasons, checkpoint, skippedImages = "skipped_images", finalLoss = "final_loss", seconds
+        case resumedFromStep = "resumed_from_step"
     }
 
     var json: String { String(decoding: (try? FinetuneParameters.encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self) }

@@ -121,7 +121,7 @@ final class StreamPipelineTests: XCTestCase {
 
     func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ, stages: StreamPipeline.Stages? = nil,
                       configure: (inout StreamPipeline.Configuration) -> Void = { _ in }) -> (StreamPipeline, PartitionAssignments) {
-        Self.makePipeline(source, store, dlq, configure: configure)
+        Self.makePipeline(source, store, dlq, stages: stages, configure: configure)
     }
 
     static func makePipeline(_ source: FakeSource, _ store: FakeStore, _ dlq: FakeDLQ, stages: StreamPipeline.Stages? = nil,

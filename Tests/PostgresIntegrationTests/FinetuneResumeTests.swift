@@ -6,8 +6,9 @@ import TestSupport
 import Testing
 import Training
 
-/// A run stopped mid-training (as SIGTERM stops it) is `interrupted`; the next trainer claims it
-/// first and ends with the weights an uninterrupted run of the same run, pairs and seed has.
+/// A run stopped mid-training (as SIGTERM stops it) is `interrupted` with its weights and optimizer
+/// state saved; the next trainer claims it first, continues from that step, and ends with the
+/// losses and weights an uninterrupted run of the same run, pairs and seed has.
 @Suite("Interrupted fine-tune runs", .enabled(if: TestServer.enabled, "set CLIPD_TEST_DATABASE_URL (Deploy/dev/test.sh does)"))
 struct FinetuneResumeTests {
     static let parameters = #"{"mode": "full", "steps": 30, "batch": 6, "lr": 0.01, "warmup_steps": 0, "held_out_fraction": 0.3, "seed": 1, "alphas": [0, 1]}"#
@@ -39,6 +40,10 @@ struct FinetuneResumeTests {
                 statuses.append(try await status())
                 let step = try await connection.query("SELECT interrupted_at_step FROM finetune_runs WHERE id = \(id)").first!.decode(Int?.self, at: 0)
                 #expect(step == stopAt)
+                // The weights and optimizer state it reached are saved for the next trainer.
+                let resumeFiles = try FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("checkpoints").path)
+                    .filter { $0.hasSuffix(".resume.safetensors") }
+                #expect(resumeFiles.count == 1)
                 // A run scheduled meanwhile waits: the interrupted one is claimed first.
                 _ = try await database.scheduleFinetuneRun(parametersJSON: "{}")
                 job.shouldStop = { false }
@@ -48,6 +53,14 @@ struct FinetuneResumeTests {
             let outcome = try await job.execute(runID: claimed.id, baseVersionID: claimed.baseModelVersionID,
                                                 parameters: try FinetuneParameters().overriding(with: claimed.parametersJSON))
             statuses.append(try await status())
+            if let stopAt {
+                // It continued from the step it reached rather than training again from step 0.
+                let results = try await connection.query("SELECT results->>'resumed_from_step' FROM finetune_runs WHERE id = \(id)").first!.decode(String?.self, at: 0)
+                #expect(results == String(stopAt))
+            }
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent("checkpoints").path)
+                .filter { $0.hasSuffix(".resume.safetensors") }
+            #expect(leftovers.isEmpty, "the resume file is removed when the run ends")
             let weights = try outcome.resultVersion.map { version -> [Float] in
                 let path = work.appendingPathComponent("checkpoints/\(version.name).safetensors").path
                 let parameters = CLIPModel(checkpoint: try CheckpointLoader.load(path: path)).parameters
