@@ -3,7 +3,8 @@
 // The first byte picks the context length (2…257) and whether the rest is repeated up to 8 KiB
 // (long captions; capped at 8 KiB because one 64K-scalar word takes over 10 s under
 // AddressSanitizer, a known cost of BPE on long words). Invariants: nothing traps; the layout is
-// <start_of_text>, ids below the vocabulary size, <end_of_text> at endOfTextIndex, zero padding;
+// <start_of_text>, ids within the vocabulary, <end_of_text> last and at endOfTextIndex (its first
+// occurrence: a caption may spell the special token), zero padding;
 // the String and UTF-8 entry points agree; a second call (word cache warm) gives the same ids.
 import CLIPTokenizer
 
@@ -37,10 +38,12 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     precondition(ids.count == contextLength, "ids \(ids.count) for context \(contextLength)")
     precondition(ids[0] == CLIPTokenizer.startOfTextId)
     precondition(result.tokenCount >= 2 && result.tokenCount <= contextLength)
-    precondition(result.endOfTextIndex == result.tokenCount - 1)
-    precondition(ids[result.endOfTextIndex] == CLIPTokenizer.endOfTextId)
-    precondition(ids[1..<result.endOfTextIndex].allSatisfy { $0 >= 0 && $0 < CLIPTokenizer.startOfTextId })
-    precondition(ids[(result.endOfTextIndex + 1)...].allSatisfy { $0 == 0 })
+    // A caption may spell "<end_of_text>" (or "<start_of_text>"): open_clip maps the literal to the
+    // special id, so the pooled position is the first end id, not always the last token.
+    precondition(ids[result.tokenCount - 1] == CLIPTokenizer.endOfTextId)
+    precondition(result.endOfTextIndex == ids.firstIndex(of: CLIPTokenizer.endOfTextId))
+    precondition(ids[1..<result.tokenCount].allSatisfy { $0 >= 0 && $0 <= CLIPTokenizer.endOfTextId })
+    precondition(ids[result.tokenCount...].allSatisfy { $0 == 0 })
     let again = tokenizer.tokenize(String(decoding: text, as: UTF8.self), contextLength: contextLength)
     precondition(again == result, "String and UTF-8 entry points differ, or the word cache changed the result")
     return 0
