@@ -10,6 +10,7 @@
 import HTTPServer
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
