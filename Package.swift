@@ -161,6 +161,8 @@ if Context.environment["CLIPD_FUZZ"] != nil {
     package.targets += [
         .executableTarget(name: "FuzzHTTP", dependencies: [
             "HTTPServer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

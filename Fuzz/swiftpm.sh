@@ -33,7 +33,8 @@ seed() {
         tokenizer)
             python3 - "$ROOT/Tests/Fixtures/tokenizer/tokens.json" "$corpus" <<'PY'
 import hashlib, json, os, sys
-cases = json.load(open(sys.argv[1]))
+doc = json.load(open(sys.argv[1]))
+cases = doc if isinstance(doc, list) else next(v for v in doc.values() if isinstance(v, list) and v and isinstance(v[0], dict))
 for i, c in enumerate(cases):
     data = bytes([77 // 2 - 1 + (64 if i % 5 == 0 else 0)]) + c["text"].encode("utf-8", "surrogatepass")
     open(os.path.join(sys.argv[2], hashlib.sha1(data).hexdigest()), "wb").write(data)

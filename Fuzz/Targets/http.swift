@@ -10,6 +10,7 @@
 import HTTPServer
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -96,4 +97,21 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     if channel.isActive { fatalError("a connection outlived the request deadline") }
     _ = try? channel.finish(acceptAlreadyClosed: true)
     return 0
+}
+
+// Built by SwiftPM (Fuzz/swiftpm.sh), the executable's entry point is renamed to
+// `FuzzHTTP_main` and `main` is linked to it; this hands control to libFuzzer's driver.
+@_silgen_name("LLVMFuzzerRunDriver")
+func llvmFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("FuzzHTTP_main")
+public func httpFuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return llvmFuzzerRunDriver(&argc, &argv) { data, size in
+        guard let data else { return 0 }
+        return fuzz(UnsafeRawPointer(data), size)
+    }
 }
