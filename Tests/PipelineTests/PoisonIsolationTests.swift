@@ -24,7 +24,7 @@ final class PoisonIsolationTests: XCTestCase {
         _ = await assignments.assigned(Array(end.keys))
         let running = Task { try await pipeline.run() }
         let deadline = ContinuousClock.now + .seconds(30)
-        while store.offsets != end && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        while store.storedOffsetsNow != end && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         pipeline.shutdown()
         try await running.value
     }

@@ -34,6 +34,8 @@ final class FakeStore: PipelineStore, @unchecked Sendable {
     var batches: [BatchWrite] = []
     var failNextWrites = 0
     var offsets: [TopicPartition: Int64] = [:]
+    /// The stored offsets, read under the lock (for polling while the pipeline writes).
+    var storedOffsetsNow: [TopicPartition: Int64] { lock.withLock { offsets } }
     var labelSets: [String: LabelSet] = [:]
     /// Records the "database" refuses permanently, by id: any write holding one fails whole.
     var refusedIDs: Set<String> = []
