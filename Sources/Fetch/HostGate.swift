@@ -94,9 +94,6 @@ actor HostGate {
         }
     }
 
-    /// Hosts with state (for tests and metrics).
-    var trackedHosts: Int { hosts.count }
-
     private func sleep(until instant: ContinuousClock.Instant) async throws(FetchError) {
         do { try await Task.sleep(until: instant, clock: clock) } catch {
             throw FetchError(.cancelled, "cancelled while waiting for a host slot")
