@@ -90,6 +90,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The HTTP API (/v1/search, /v1/records, /v1/embeddings, /v1/classify, /v1/status) and the
+        // web page at /, over Storage, the pipeline's image loader and the model.
+        .target(name: "ClipdAPI", dependencies: [
+            "HTTPServer", "Storage", "Pipeline", "ZeroShot", "CLIP", "CLIPTokenizer", "ImageIO", "Executors", "Tensor",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The daemon's services and their wiring: consumer, pipeline, fine-tune job, notifications,
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.
         .target(name: "Daemon", dependencies: [
@@ -97,7 +103,7 @@ let package = Package(
             "Tensor", "Executors", "ZeroShot",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
-            "HTTPServer",
+            "HTTPServer", "ClipdAPI",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The command line: flags, config layering, logging and metrics bootstrap.
@@ -122,7 +128,7 @@ let package = Package(
             "Postgres", "Executors", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "DaemonIntegrationTests", dependencies: [
-            "TestSupport", "Daemon", "Postgres", "Kafka", .product(name: "Logging", package: "swift-log"),
+            "TestSupport", "Daemon", "Postgres", "Kafka", "ImageIO", .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "ExecutorsTests", dependencies: ["Executors"]),
@@ -135,6 +141,7 @@ let package = Package(
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
         // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(name: "ClipdAPITests", dependencies: ["ClipdAPI", "HTTPServer", "ImageIO"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),

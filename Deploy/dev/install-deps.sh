@@ -3,8 +3,9 @@
 set -euo pipefail
 PKGS=(libopenblas-dev libjpeg-dev libpng-dev libwebp-dev libgif-dev librdkafka-dev libpq-dev zlib1g-dev
       libcurl4-openssl-dev ca-certificates openssl postgresql postgresql-contrib)
-# Tools only the tests use (not needed to build or run clipd): promtool checks /metrics.
-TEST_PKGS=(prometheus)
+# Tools only the tests use (not needed to build or run clipd): promtool checks /metrics,
+# headless Chromium loads the web page.
+TEST_PKGS=(prometheus chromium)
 missing=()
 for p in "${PKGS[@]}" "${TEST_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

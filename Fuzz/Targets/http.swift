@@ -7,6 +7,7 @@
 // picks, so requests split at every position are parsed. Invariants: nothing traps, every
 // answered request gets one of the endpoint's statuses, the deadline closes every connection
 // that sends nothing more.
+import Foundation
 import HTTPServer
 import HTTPTypes
 import Hummingbird
@@ -31,12 +32,21 @@ final class Responder: ChannelInboundHandler {
         case .end:
             guard let request = head else { fatalError("request end without a head") }
             head = nil
-            let path = URI(request.path ?? "").path
+            let uri = URI(request.path ?? "")
+            let path = uri.path
+            // The query parser the endpoint applies: any bytes, no trap; what it accepts re-encodes losslessly.
+            if let query = QueryString.parse(uri.query ?? "") {
+                let encode = { (text: String) in text.utf8.map { String(format: "%%%02X", $0) }.joined() }
+                let again = QueryString.parse(query.map { encode($0.name) + "=" + encode($0.value) }.joined(separator: "&"))
+                guard let again, again.map(\.name) == query.map(\.name), again.map(\.value) == query.map(\.value) else {
+                    fatalError("query does not survive re-encoding: \(query)")
+                }
+            }
             let reply = HTTPEndpoint.reply(method: request.method, path: path, handler: route)
             guard [200, 404, 405, 503].contains(reply.status) else { fatalError("unexpected status \(reply.status) for \(path)") }
             var fields = HTTPFields()
             fields[.contentType] = reply.contentType
-            let body = context.channel.allocator.buffer(string: reply.body)
+            let body = context.channel.allocator.buffer(bytes: reply.body)
             fields[.contentLength] = "\(body.readableBytes)"
             context.write(wrapOutboundOut(.head(HTTPResponse(status: .init(code: reply.status), headerFields: fields))), promise: nil)
             if request.method != .head { context.write(wrapOutboundOut(.body(body)), promise: nil) }

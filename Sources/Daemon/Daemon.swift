@@ -1,4 +1,6 @@
 import CLIP
+import ClipdAPI
+import Executors
 import CLIPTokenizer
 import Fetch
 import HTTPServer
@@ -44,13 +46,14 @@ public struct Daemon: Sendable {
     /// down gracefully: the daemon drains first, then the endpoint closes.
     public func run() async throws {
         let health = HealthState()
+        let api = Locked<APIService?>(nil)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if config.httpPort > 0 {
             let endpoint = HTTPEndpoint(configuration: config.httpConfiguration, logger: logger,
-                                        handler: Self.routes(health: health, metricsText: metricsText))
+                                        asyncHandler: Self.handler(health: health, metricsText: metricsText, api: { api.value }))
             services.append(.init(service: endpoint))
         }
-        services.append(.init(service: DaemonCoreService(daemon: self, health: health), successTerminationBehavior: .gracefullyShutdownGroup))
+        services.append(.init(service: DaemonCoreService(daemon: self, health: health, api: api), successTerminationBehavior: .gracefullyShutdownGroup))
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         // The core's own group bounds the drain; this bounds set-up that does not end by itself.
@@ -59,7 +62,7 @@ public struct Daemon: Sendable {
     }
 
     /// Set-up (PostgreSQL, model, consumer, pipeline) and the pipeline's services.
-    func runCore(health: HealthState) async throws {
+    func runCore(health: HealthState, api: Locked<APIService?> = Locked(nil)) async throws {
         Self.boundMallocArenas()
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let blasThreads = config.threads > 0 ? config.threads : cores
@@ -108,6 +111,21 @@ public struct Daemon: Sendable {
                                       deadLetters: KafkaDeadLetterSink(producer: producer, topic: config.effectiveDLQTopic),
                                       stages: stages, model: loaded, tracker: tracker, logger: logger, metrics: metrics)
 
+        // The HTTP API reads through a connection of its own (never queued behind batch writes)
+        // and runs model work on the pipeline's encoder (one API job at a time).
+        let apiConnection = try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
+        api.withLock {
+            $0 = APIService(backend: APIService.Backend(
+                database: ClipdDatabase(connection: apiConnection), loader: loader, tokenizer: tokenizer, encoder: pipeline.encoderPool,
+                loadVersion: { version in try await ModelRegistry(database: ClipdDatabase(connection: apiConnection), logger: logger).load(version: version) },
+                currentModel: { pipeline.latestModel },
+                stream: {
+                    let totals = metrics.snapshot
+                    return APIService.StreamStatus(consumed: totals.consumed, written: totals.written, failed: totals.failed,
+                                                   lag: metrics.lagSnapshot.map { ($0.partition.topic, $0.partition.partition, $0.lag) })
+                }), logger: logger)
+        }
+
         var services: [any Service] = [
             ConsumerService(consumer: consumer, producer: producer),
             PipelineService(pipeline: pipeline, health: health),
@@ -135,6 +153,8 @@ public struct Daemon: Sendable {
         } onGracefulShutdown: {
             Task { await group.triggerGracefulShutdown() }
         }
+        api.withLock { $0 = nil }
+        await apiConnection.close()
         await connection.close()
         logger.info("stopped", metadata: ["written": "\(metrics.snapshot.written)", "failed": "\(metrics.snapshot.failed)"])
     }
@@ -157,6 +177,23 @@ public struct Daemon: Sendable {
     /// host:pid, naming this daemon in `model_backfill_chunks.claimed_by`.
     static func workerName() -> String {
         "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    /// /metrics, /healthz, /readyz, then the API and the page (`ClipdAPI`) once `api` gives one:
+    /// until then (PostgreSQL or the model still awaited) API paths answer 503.
+    public static func handler(health: HealthState, metricsText: @escaping @Sendable () -> String,
+                               api: @escaping @Sendable () -> APIService?) -> HTTPEndpoint.AsyncHandler {
+        let probes = routes(health: health, metricsText: metricsText)
+        return { request in
+            if ["/metrics", "/healthz", "/readyz"].contains(request.path) {
+                return HTTPEndpoint.reply(method: .init(request.method) ?? .get, path: request.path, handler: probes)
+            }
+            if let service = api(), let reply = await service.handle(request) { return reply }
+            if APIRoute.parse(request) != nil {
+                return .jsonError(status: 503, type: "starting", message: "not ready: \(health.reason)", headers: ["Retry-After": "2"])
+            }
+            return .jsonError(status: 404, type: "not_found", message: "no route \(request.path)")
+        }
     }
 
     /// /metrics, /healthz and /readyz.
@@ -234,8 +271,9 @@ extension DaemonConfig {
 struct DaemonCoreService: Service {
     let daemon: Daemon
     let health: HealthState
+    let api: Locked<APIService?>
 
     func run() async throws {
-        try await daemon.runCore(health: health)
+        try await daemon.runCore(health: health, api: api)
     }
 }

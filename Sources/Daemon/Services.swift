@@ -161,8 +161,13 @@ struct ProgressService: Service {
             var lagTotal: Int64 = 0
             if let lags = try? await consumer.lag(timeout: .seconds(2)) {
                 for l in lags {
-                    pipeline.metrics.lag(TopicPartition(l.topicPartition), l.lag)
-                    lagTotal += l.lag
+                    // The offset stored with the results is ahead of Kafka's committed one (the
+                    // commit above is asynchronous and may have been refused): use the larger.
+                    let partition = TopicPartition(l.topicPartition)
+                    let stored = pipeline.tracker.committable(partition) ?? -1
+                    let lag = stored >= 0 ? min(l.lag, max(0, l.highWatermark - stored)) : l.lag
+                    pipeline.metrics.lag(partition, lag)
+                    lagTotal += lag
                 }
             }
             logger.info("progress", metadata: ["records_per_s": "\(String(format: "%.1f", rate))", "consumed": "\(snap.consumed)",

@@ -26,17 +26,62 @@ public final class HTTPEndpoint: Service, Sendable {
     public struct Reply: Sendable, Equatable {
         public var status: Int
         public var contentType: String
-        public var body: String
+        public var body: [UInt8]
+        /// Further response headers (name, value), e.g. `Cache-Control` or `Retry-After`.
+        public var headers: [String: String]
 
-        public init(status: Int, contentType: String, body: String) {
+        public init(status: Int, contentType: String, body: String, headers: [String: String] = [:]) {
+            self.init(status: status, contentType: contentType, bytes: Array(body.utf8), headers: headers)
+        }
+
+        public init(status: Int, contentType: String, bytes: [UInt8], headers: [String: String] = [:]) {
             self.status = status
             self.contentType = contentType
+            self.body = bytes
+            self.headers = headers
+        }
+
+        /// The body as UTF-8 text (tests, logs).
+        public var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// `{"error": {"message": …, "type": …}}`, the shape every JSON route answers errors in.
+        public static func jsonError(status: Int, type: String, message: String, headers: [String: String] = [:]) -> Reply {
+            let object: [String: Any] = ["error": ["message": message, "type": type, "status": status]]
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+            return Reply(status: status, contentType: "application/json", bytes: Array(data), headers: headers)
+        }
+    }
+
+    /// One request as a route sees it: the body is complete (at most `maxBodyBytes`).
+    public struct Request: Sendable {
+        /// "GET", "POST", …
+        public var method: String
+        /// The path without the query, as sent (percent-encoding intact).
+        public var path: String
+        /// Query parameters in order, percent-decoded, `+` read as a space (HTML forms).
+        public var query: [(name: String, value: String)]
+        /// Header fields by lower-cased name (repeated fields joined with ", ").
+        public var headers: [String: String]
+        public var body: [UInt8]
+
+        public init(method: String, path: String, query: [(name: String, value: String)] = [], headers: [String: String] = [:], body: [UInt8] = []) {
+            self.method = method
+            self.path = path
+            self.query = query
+            self.headers = headers
             self.body = body
+        }
+
+        /// The first value of a query parameter.
+        public func queryValue(_ name: String) -> String? {
+            query.first { $0.name == name }?.value
         }
     }
 
     /// Maps a request path (without the query) to a reply. Called for GET and HEAD only.
     public typealias Handler = @Sendable (_ path: String) -> Reply
+    /// Any request, any method, with its query and body.
+    public typealias AsyncHandler = @Sendable (_ request: Request) async -> Reply
 
     public struct Configuration: Sendable, Equatable {
         /// IPv4 or IPv6 address, or a host name (resolved at bind time; the first address wins).
@@ -51,6 +96,8 @@ public final class HTTPEndpoint: Service, Sendable {
         public var maxConnections = 1024
         /// Event-loop threads (`NIO-ELT-*`; 1 is plenty for probes and scrapes).
         public var threads = 1
+        /// Largest request body accepted; a larger one is answered 413 without reading it all.
+        public var maxBodyBytes = 1 << 20
 
         public init(host: String, port: Int) {
             self.host = host
@@ -59,7 +106,7 @@ public final class HTTPEndpoint: Service, Sendable {
     }
 
     public let configuration: Configuration
-    private let handler: Handler
+    private let handler: AsyncHandler
     private let logger: Logger
     private let onListening: @Sendable (_ port: Int) -> Void
 
@@ -67,7 +114,16 @@ public final class HTTPEndpoint: Service, Sendable {
     public init(configuration: Configuration, logger: Logger, onListening: @escaping @Sendable (_ port: Int) -> Void = { _ in },
                 handler: @escaping Handler) {
         self.configuration = configuration
-        self.handler = handler
+        self.handler = { request in Self.reply(method: HTTPRequest.Method(request.method) ?? .get, path: request.path, handler: handler) }
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    /// An endpoint whose handler sees every request (method, query, body).
+    public init(configuration: Configuration, logger: Logger, onListening: @escaping @Sendable (_ port: Int) -> Void = { _ in },
+                asyncHandler: @escaping AsyncHandler) {
+        self.configuration = configuration
+        self.handler = asyncHandler
         self.logger = logger
         self.onListening = onListening
     }
@@ -95,7 +151,7 @@ public final class HTTPEndpoint: Service, Sendable {
         let onListening = self.onListening
         let logger = self.logger
         return Application(
-            responder: EndpointResponder(handler: handler),
+            responder: EndpointResponder(handler: handler, maxBodyBytes: configuration.maxBodyBytes),
             server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
                                                     backlog: 256, reuseAddress: true,
@@ -131,21 +187,89 @@ public final class HTTPEndpoint: Service, Sendable {
     }
 }
 
-/// Hummingbird responder over the endpoint's handler (issue-14 style APIs can add a Router next to it).
+/// Hummingbird responder over the endpoint's handler: collects the body (up to the limit),
+/// parses the query, and writes the handler's reply (headers only for HEAD).
 struct EndpointResponder: HTTPResponder {
     typealias Context = BasicRequestContext
-    let handler: HTTPEndpoint.Handler
+    let handler: HTTPEndpoint.AsyncHandler
+    let maxBodyBytes: Int
 
     func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
-        let reply = HTTPEndpoint.reply(method: request.method, path: request.uri.path, handler: handler)
-        let body = ByteBuffer(string: reply.body)
+        let reply: HTTPEndpoint.Reply
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+            reply = Self.tooLarge(maxBodyBytes)
+        } else {
+            do {
+                let body = try await request.body.collect(upTo: maxBodyBytes)
+                if let query = QueryString.parse(request.uri.query ?? "") {
+                    var headers: [String: String] = [:]
+                    for field in request.headers {
+                        let name = field.name.canonicalName
+                        headers[name] = headers[name].map { "\($0), \(field.value)" } ?? field.value
+                    }
+                    reply = await handler(HTTPEndpoint.Request(method: request.method.rawValue, path: request.uri.path, query: query,
+                                                               headers: headers, body: Array(buffer: body)))
+                } else {
+                    reply = .jsonError(status: 400, type: "invalid_request", message: "the query string is not valid percent-encoding")
+                }
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                reply = Self.tooLarge(maxBodyBytes)
+            }
+        }
+        let body = ByteBuffer(bytes: reply.body)
         var headers = HTTPFields()
         headers[.contentType] = reply.contentType
+        for (name, value) in reply.headers.sorted(by: { $0.key < $1.key }) {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
         if request.method == .head {
             headers[.contentLength] = "\(body.readableBytes)"
             return Response(status: .init(code: reply.status), headers: headers, body: ResponseBody())
         }
         return Response(status: .init(code: reply.status), headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    static func tooLarge(_ limit: Int) -> HTTPEndpoint.Reply {
+        .jsonError(status: 413, type: "request_too_large", message: "the request body is larger than \(limit) bytes")
+    }
+}
+
+/// `application/x-www-form-urlencoded` query strings: `a=1&b=x+y%21` → [("a", "1"), ("b", "x y!")].
+public enum QueryString {
+    /// nil when a `%` escape is malformed or the decoded bytes are not UTF-8.
+    public static func parse(_ query: String) -> [(name: String, value: String)]? {
+        var out: [(name: String, value: String)] = []
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = decode(parts[0]), let value = parts.count > 1 ? decode(parts[1]) : "" else { return nil }
+            out.append((name, value))
+        }
+        return out
+    }
+
+    static func decode(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(text.utf8.count)
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"): bytes.append(UInt8(ascii: " "))
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+                bytes.append(high << 4 | low)
+            default: bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
     }
 }
 

@@ -15,6 +15,7 @@ public final class PipelineMetrics: @unchecked Sendable {
     private let modelGauge = Gauge(label: "clipd_model_version_id")
     private var stageTimers: [String: Metrics.Timer] = [:]
     private var lagGauges: [String: Gauge] = [:]
+    private var lagValues: [TopicPartition: Int64] = [:]
 
     public init() {}
 
@@ -32,6 +33,11 @@ public final class PipelineMetrics: @unchecked Sendable {
     ]
 
     public var snapshot: (consumed: Int, written: Int, failed: Int) { lock.withLock { totals } }
+
+    /// The last lag reported per partition, by topic and partition.
+    public var lagSnapshot: [(partition: TopicPartition, lag: Int64)] {
+        lock.withLock { lagValues.map { ($0.key, $0.value) } }.sorted { ($0.partition.topic, $0.partition.partition) < ($1.partition.topic, $1.partition.partition) }
+    }
 
     func consumed() {
         lock.withLock { totals.consumed += 1 }
@@ -76,6 +82,7 @@ public final class PipelineMetrics: @unchecked Sendable {
     public func lag(_ partition: TopicPartition, _ value: Int64) {
         let key = partition.description
         let gauge = lock.withLock {
+            lagValues[partition] = value
             if let g = lagGauges[key] { return g }
             let g = Gauge(label: "clipd_consumer_lag_records", dimensions: [("topic", partition.topic), ("partition", "\(partition.partition)")])
             lagGauges[key] = g

@@ -12,6 +12,7 @@ struct ClipdCommand: AsyncParsableCommand {
             ClassifyCommand.self,
             ModelCommand.self,
             RunCommand.self,
+            ServeCommand.self,
             SearchCommand.self,
             FinetuneCommand.self,
             TokenizeCommand.self,
