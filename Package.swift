@@ -178,5 +178,6 @@ if Context.environment["CLIPD_FUZZ"] != nil {
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ], path: "Fuzz/Targets", sources: ["http.swift"]),
         .executableTarget(name: "FuzzTokenizer", dependencies: ["CLIPTokenizer"], path: "Fuzz/Targets", sources: ["tokenizer.swift"]),
+        .executableTarget(name: "FuzzAPI", dependencies: ["ClipdAPI", "HTTPServer"], path: "Fuzz/Targets", sources: ["api.swift"]),
     ]
 }

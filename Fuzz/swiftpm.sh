@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets that SwiftPM builds (they need package dependencies such
-# as swift-nio): FuzzHTTP (Fuzz/Targets/http.swift) and FuzzTokenizer (Fuzz/Targets/tokenizer.swift),
+# as swift-nio): FuzzHTTP (Fuzz/Targets/http.swift), FuzzTokenizer (Fuzz/Targets/tokenizer.swift) and
+# FuzzAPI (Fuzz/Targets/api.swift: the HTTP API's request validation),
 # with AddressSanitizer.
-#   Fuzz/swiftpm.sh TARGET SECONDS [extra libFuzzer flags...]     TARGET: http | tokenizer
+#   Fuzz/swiftpm.sh TARGET SECONDS [extra libFuzzer flags...]     TARGET: http | tokenizer | api
 #   Fuzz/swiftpm.sh build TARGET
 # CLIPD_FUZZ=1 makes Package.swift declare the Fuzz* executables (libFuzzer provides `main`).
 # Work files go to Fuzz/.work/ (ignored by git): the build in .work/swiftpm-build, the corpus in
@@ -10,7 +11,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${FUZZ_WORK:-$ROOT/Fuzz/.work}"
-product() { case "$1" in http) echo FuzzHTTP ;; tokenizer) echo FuzzTokenizer ;; *) echo "unknown target $1" >&2; exit 2 ;; esac; }
+product() { case "$1" in http) echo FuzzHTTP ;; tokenizer) echo FuzzTokenizer ;; api) echo FuzzAPI ;; *) echo "unknown target $1" >&2; exit 2 ;; esac; }
 
 build() {
     local p; p="$(product "$1")"
@@ -29,6 +30,12 @@ seed() {
             printf '\x02POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' > "$corpus/post"
             printf '\x07GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' > "$corpus/chunked"
             printf '\x03GET http://h/%%2e%%2e/healthz#f HTTP/1.1\r\n\r\n' > "$corpus/absolute"
+            ;;
+        api)
+            printf '\x01text=a+red+circle&limit=5' > "$corpus/search"
+            printf '\x0a\x00{"input": ["a", {"image_url": "file:///x.jpg"}], "encoding_format": "base64"}' > "$corpus/embeddings"
+            printf '\x0b\x00{"image_url": "https://h/a.jpg", "labels": ["cat", "dog"], "templates": ["a {}"], "top_k": 1}' > "$corpus/classify"
+            printf '\x01image_url=http%%3A%%2F%%2Fh%%2Fa.jpg' > "$corpus/image-search"
             ;;
         tokenizer)
             python3 - "$ROOT/Tests/Fixtures/tokenizer/tokens.json" "$corpus" <<'PY'

@@ -6,9 +6,15 @@
 #
 #   bash Deploy/dev/demo.sh            # uses Deploy/demo/model/clipd-shapes.safetensors
 #   CLIPD_DEMO_MODEL=/path/to/hf-clip-dir bash Deploy/dev/demo.sh   # real CLIP weights
+#   bash Deploy/dev/demo.sh --serve 8080   # then keep serving the HTTP API and web page on :8080
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$(pwd)"
+serve_port=""
+if [ "${1:-}" = "--serve" ]; then
+  serve_port="${2:-8080}"
+  case "$serve_port" in (*[!0-9]*|"") echo "usage: demo.sh [--serve PORT]" >&2; exit 2;; esac
+fi
 
 bash Deploy/dev/install-deps.sh
 echo "== building clipd (release)" >&2
@@ -74,3 +80,9 @@ echo "== dead letters" >&2
 psql "$db_url" -qAt -F ' | ' -c "SELECT coalesce(record_id, '?'), error_class, left(error_message, 60) FROM failed_records ORDER BY source_partition, source_offset"
 echo "== search: \"a large red circle\"" >&2
 "$clipd" search --database-url "$db_url" --text "a large red circle" --limit 3
+
+if [ -n "$serve_port" ]; then
+  echo "== serving the HTTP API and the web page: http://localhost:$serve_port/  (Ctrl-C stops)" >&2
+  echo "   curl 'localhost:$serve_port/v1/search?text=a%20red%20circle&limit=5'" >&2
+  "$clipd" serve --database-url "$db_url" --http-port "$serve_port" --allow-file-root "$root/Deploy/demo/samples" || true
+fi
