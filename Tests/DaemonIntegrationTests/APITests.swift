@@ -131,6 +131,7 @@ final class APITests: XCTestCase {
             XCTAssertEqual(a.count, b.count)
             let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
             XCTAssertLessThanOrEqual(diff, 1e-6, "API vs clipd embed")
+            print("max abs difference, POST /v1/embeddings vs clipd embed (\(a.count)-d): \(diff)")
         }
         // base64, as OpenAI's client asks by default: the same floats.
         let packed = try await call(port, "/v1/embeddings", method: "POST", json: ["input": "a red circle", "encoding_format": "base64"])
