@@ -8,15 +8,16 @@ import NIOHTTPTypes
 import NIOPosix
 import ServiceLifecycle
 
-/// The daemon's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), served by Hummingbird on
-/// swift-nio: connections are handled concurrently on a small event-loop group of its own, so a
-/// slow or idle client never holds up a probe.
+/// The daemon's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`, and the API and page the
+/// handler adds), served by Hummingbird on swift-nio: connections are handled concurrently on a
+/// small event-loop group of its own, so a slow or idle client never holds up a probe.
 ///
 /// Limits, per connection:
 /// - a request must arrive completely (request line, headers, body) within `requestTimeout` of
 ///   the connection opening or the previous response (slow-loris clients are closed);
 /// - a connection without a request for `requestTimeout` is closed the same way (idle keep-alive);
-/// - request headers are limited in size and count (`maxHeaderBytes`, `maxHeaderCount`);
+/// - request headers are limited in size and count (`maxHeaderBytes`, `maxHeaderCount`), the body
+///   to `maxBodyBytes` (413 past it, by `Content-Length` before reading or while reading);
 /// - at most `maxConnections` connections are accepted at once; further ones wait in the backlog.
 ///
 /// It is a `Service`: `run()` binds, serves until graceful shutdown or cancellation, and closes
