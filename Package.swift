@@ -95,6 +95,7 @@ let package = Package(
         .target(name: "ClipdAPI", dependencies: [
             "HTTPServer", "Storage", "Pipeline", "ZeroShot", "CLIP", "CLIPTokenizer", "ImageIO", "Executors", "Tensor",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The daemon's services and their wiring: consumer, pipeline, fine-tune job, notifications,
         // progress, HTTP endpoint, model registry, Kafka adapters, the development broker.

@@ -5,6 +5,7 @@ import Foundation
 import HTTPServer
 import ImageIO
 import Logging
+import Metrics
 import Pipeline
 import Storage
 import Tensor
@@ -80,9 +81,38 @@ public final class APIService: Sendable {
         self.logger = logger
     }
 
+    /// HELP text of the API's metrics (`/metrics`).
+    public static let metricsHelp: [String: String] = [
+        "clipd_api_requests_total": "HTTP API and page requests, by route and response status.",
+        "clipd_api_request_duration_seconds": "Time to answer an HTTP API request, by route (waiting for the encoder included).",
+    ]
+
     /// The reply for an API path or the page; nil for any other path.
     public func handle(_ request: HTTPEndpoint.Request) async -> HTTPEndpoint.Reply? {
         guard let parsed = APIRoute.parse(request, limits: limits) else { return nil }
+        let start = ContinuousClock.now
+        let reply = await answer(parsed, path: request.path)
+        let route = (try? parsed.get()).map(Self.routeName) ?? "invalid"
+        Counter(label: "clipd_api_requests_total", dimensions: [("route", route), ("status", "\(reply.status)")]).increment()
+        let (seconds, attoseconds) = (ContinuousClock.now - start).components
+        Metrics.Timer(label: "clipd_api_request_duration_seconds", dimensions: [("route", route)], preferredDisplayUnit: .seconds)
+            .recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        return reply
+    }
+
+    static func routeName(_ route: APIRoute) -> String {
+        switch route {
+        case .page: "page"
+        case .status: "status"
+        case .search: "search"
+        case .record: "record"
+        case .thumbnail: "thumbnail"
+        case .embeddings: "embeddings"
+        case .classify: "classify"
+        }
+    }
+
+    func answer(_ parsed: Result<APIRoute, APIError>, path: String) async -> HTTPEndpoint.Reply {
         do {
             switch try parsed.get() {
             case .page: return WebPage.reply
@@ -98,7 +128,7 @@ public final class APIService: Sendable {
         } catch let failure as PipelineFailure {
             return Self.failureReply(failure).reply
         } catch {
-            logger.error("API request failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            logger.error("API request failed", metadata: ["path": "\(path)", "error": "\(error)"])
             return APIError(500, "internal", "\(error)").reply
         }
     }

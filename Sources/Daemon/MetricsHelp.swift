@@ -1,3 +1,4 @@
+import ClipdAPI
 import Kafka
 import Pipeline
 
@@ -8,6 +9,7 @@ public enum MetricsHelp {
     /// Every metric clipd exports, with its description.
     public static var texts: [String: String] {
         PipelineMetrics.help.merging(KafkaStatistics.help) { first, _ in first }.merging(daemon) { first, _ in first }
+            .merging(APIService.metricsHelp) { first, _ in first }
     }
 
     /// The Daemon module's own metrics (backfill, model loading).

@@ -188,6 +188,12 @@ final class APITests: XCTestCase {
         let health = try await call(port, "/healthz")
         XCTAssertEqual(health.status, 200, "probes still answer")
 
+        // The API's own metrics, with HELP text.
+        let metrics = try await call(port, "/metrics").text
+        XCTAssertTrue(metrics.contains("# HELP clipd_api_requests_total "), metrics)
+        XCTAssertTrue(metrics.contains(#"clipd_api_requests_total{route="search",status="200"}"#) || metrics.contains(#"clipd_api_requests_total{status="200",route="search"}"#), metrics)
+        XCTAssertTrue(metrics.contains("# HELP clipd_api_request_duration_seconds "), metrics)
+
         // `clipd serve`: the same API from the database alone (no stream in its status).
         let servePort = try MetricsTests.freePort()
         let serve = try BackgroundProcess(["serve", "--database-url", h.databaseURL, "--http-port", "\(servePort)", "--http-host", "127.0.0.1",
