@@ -23,7 +23,8 @@ import ZeroShot
 public final class APIService: Sendable {
     /// What the daemon (or `clipd serve`) provides.
     public struct Backend: Sendable {
-        public var database: ClipdDatabase
+        /// The database the API reads (connected on first use in the daemon).
+        public var database: @Sendable () async throws -> ClipdDatabase
         public var loader: ImageLoader
         public var tokenizer: CLIPTokenizer
         /// Where model work runs (see the type's comment).
@@ -35,7 +36,7 @@ public final class APIService: Sendable {
         /// The stream's figures in the daemon; nil for `clipd serve`.
         public var stream: (@Sendable () -> StreamStatus)?
 
-        public init(database: ClipdDatabase, loader: ImageLoader, tokenizer: CLIPTokenizer, encoder: WorkerPool,
+        public init(database: @escaping @Sendable () async throws -> ClipdDatabase, loader: ImageLoader, tokenizer: CLIPTokenizer, encoder: WorkerPool,
                     loadVersion: @escaping @Sendable (ClipdDatabase.ModelVersion) async throws -> StreamPipeline.LoadedModel,
                     currentModel: @escaping @Sendable () -> StreamPipeline.LoadedModel? = { nil },
                     stream: (@Sendable () -> StreamStatus)? = nil) {
@@ -152,7 +153,7 @@ public final class APIService: Sendable {
 
     /// The version search answers from, and its model.
     func searchModel() async throws -> StreamPipeline.LoadedModel {
-        guard let version = try await backend.database.searchModelVersion() else {
+        guard let version = try await backend.database().searchModelVersion() else {
             throw APIError(503, "no_model", "no model version has embedded the stored records yet", headers: ["Retry-After": "5"])
         }
         return try await model(version)
@@ -160,7 +161,7 @@ public final class APIService: Sendable {
 
     func model(named name: String?) async throws -> StreamPipeline.LoadedModel {
         guard let name else { return try await searchModel() }
-        guard let version = try await backend.database.modelVersion(idOrName: name) else {
+        guard let version = try await backend.database().modelVersion(idOrName: name) else {
             throw APIError(404, "model_not_found", "no model version is named \(name) (see `clipd model list`)")
         }
         return try await model(version)
@@ -246,7 +247,7 @@ public final class APIService: Sendable {
         case .text(let text): vector = try await encodeTexts([text], model)[0]
         case .imageURL(let url): vector = try await encodeImages(try await loadImages([url]), model)[0]
         }
-        let database = backend.database
+        let database = try await backend.database()
         let hits = try await database.nearest(to: vector, modelVersionID: model.version.id, limit: limit)
         let tags = Dictionary(grouping: try await database.tags(recordIDs: hits.map(\.recordID), modelVersionID: model.version.id), by: \.recordID)
         return .object([
@@ -274,14 +275,14 @@ public final class APIService: Sendable {
     }
 
     func storedRecord(_ id: String) async throws -> ClipdDatabase.RecordDetail {
-        guard let record = try await backend.database.record(id: id) else {
+        guard let record = try await backend.database().record(id: id) else {
             throw APIError(404, "record_not_found", "no record has id \(id)")
         }
         return record
     }
 
     func record(_ id: String) async throws -> JSONValue {
-        let database = backend.database
+        let database = try await backend.database()
         let record = try await storedRecord(id)
         let search = try await database.searchModelVersion()
         let embeddings = try await database.embeddings(recordID: id)
@@ -384,7 +385,7 @@ public final class APIService: Sendable {
         let set: LabelSet
         switch labels {
         case .named(let name):
-            guard let stored = try await backend.database.labelSet(named: name) else {
+            guard let stored = try await backend.database().labelSet(named: name) else {
                 throw APIError(404, "label_set_not_found", "no label set is named \(name) (see `clipd labels list`)")
             }
             set = stored
@@ -419,7 +420,7 @@ public final class APIService: Sendable {
     }
 
     func status() async throws -> JSONValue {
-        let database = backend.database
+        let database = try await backend.database()
         let coverage = try await database.versionCoverage()
         let failures = try await database.failureCounts()
         var stream: JSONValue = .null

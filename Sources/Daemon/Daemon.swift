@@ -111,13 +111,17 @@ public struct Daemon: Sendable {
                                       deadLetters: KafkaDeadLetterSink(producer: producer, topic: config.effectiveDLQTopic),
                                       stages: stages, model: loaded, tracker: tracker, logger: logger, metrics: metrics)
 
-        // The HTTP API reads through a connection of its own (never queued behind batch writes)
-        // and runs model work on the pipeline's encoder (one API job at a time).
-        let apiConnection = try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
+        // The HTTP API reads through a connection of its own (never queued behind batch writes),
+        // opened on its first request, and runs model work on the pipeline's encoder (one API job
+        // at a time).
+        var apiConfiguration = pgConfig
+        apiConfiguration.applicationName = "clipd-api"
+        apiConfiguration.reconnect = Postgres.RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(100), maxDelay: .seconds(1))
+        let apiDatabase = OnDemandConnection(configuration: apiConfiguration, logger: logger)
         api.withLock {
             $0 = APIService(backend: APIService.Backend(
-                database: ClipdDatabase(connection: apiConnection), loader: loader, tokenizer: tokenizer, encoder: pipeline.encoderPool,
-                loadVersion: { version in try await ModelRegistry(database: ClipdDatabase(connection: apiConnection), logger: logger).load(version: version) },
+                database: { try await apiDatabase.database() }, loader: loader, tokenizer: tokenizer, encoder: pipeline.encoderPool,
+                loadVersion: { version in try await ModelRegistry(database: try await apiDatabase.database(), logger: logger).load(version: version) },
                 currentModel: { pipeline.latestModel },
                 stream: {
                     let totals = metrics.snapshot
@@ -154,7 +158,7 @@ public struct Daemon: Sendable {
             Task { await group.triggerGracefulShutdown() }
         }
         api.withLock { $0 = nil }
-        await apiConnection.close()
+        await apiDatabase.close()
         await connection.close()
         logger.info("stopped", metadata: ["written": "\(metrics.snapshot.written)", "failed": "\(metrics.snapshot.failed)"])
     }
