@@ -54,9 +54,7 @@ public final class WorkerPool: @unchecked Sendable {
         if waiting > idleCount && threadCount < width {
             threadCount += 1
             peakThreads = max(peakThreads, threadCount)
-            let thread = Thread { [self] in workLoop() }
-            thread.name = "\(name)-\(threadCount)"
-            thread.start()
+            startThread(named: "\(name)-\(threadCount)") { [self] in workLoop() }
         } else {
             condition.signal()
         }
