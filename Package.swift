@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "Executors", "TestSupport"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
         // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", "Kafka", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", "Kafka", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),

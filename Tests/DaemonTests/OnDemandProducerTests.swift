@@ -1,13 +1,15 @@
 @testable import Daemon
 import Foundation
 import Kafka
+import Logging
 import XCTest
 
 /// The dead-letter producer (and its librdkafka threads) exists only once a dead letter is sent.
 final class OnDemandProducerTests: XCTestCase {
     private func makeProducer() -> OnDemandProducer {
         // Nothing listens on port 1: librdkafka connects in the background, and nothing here sends.
-        OnDemandProducer(configuration: KafkaProducerConfiguration(bootstrapServers: "127.0.0.1:1"), logger: .init(label: "test"))
+        OnDemandProducer(configuration: KafkaProducerConfiguration(bootstrapServers: "127.0.0.1:1"),
+                         logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
     func testCreatedOnFirstUseOnlyAndOnce() async throws {
