@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Starts a detached thread named `name` that runs `body`.
 ///
@@ -16,11 +19,24 @@ public func startThread(named name: String, _ body: @escaping @Sendable () -> Vo
 }
 
 /// Names the calling thread: the longest prefix of `name` that fits in 15 bytes.
+///
+/// On Linux it writes `/proc/thread-self/comm` (what `pthread_setname_np` does, which Glibc's
+/// Swift module does not export): Foundation's `Thread.current.name` setter names the thread
+/// only once the creating thread has recorded the new thread's id, a race a thread that names
+/// itself first thing often loses.
 public func setCurrentThreadName(_ name: String) {
     var fitting = ""
     for character in name {
         guard fitting.utf8.count + character.utf8.count <= 15 else { break }
         fitting.append(character)
     }
+    #if os(Linux)
+    let descriptor = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    if descriptor >= 0 {
+        defer { close(descriptor) }
+        let bytes = Array(fitting.utf8)
+        if bytes.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) == bytes.count { return }
+    }
+    #endif
     Thread.current.name = fitting
 }

@@ -53,7 +53,24 @@ final class WorkerPoolTests: XCTestCase {
     /// The operating system sees the pool's name on its threads (`/proc/<pid>/task/*/comm`,
     /// `top -H`, debuggers), not the name of the thread that started them.
     func testThreadsCarryThePoolNameInTheOperatingSystem() async throws {
-        let pool = WorkerPool(name: "test-named", width: 2)
+        // Many fresh threads: a thread naming itself must not race its creator.
+        for i in 0..<20 {
+            let pool = WorkerPool(name: "test-named\(i)", width: 2)
+            let name = await pool.run { () -> String in
+                #if os(Linux)
+                let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+                return comm.trimmingCharacters(in: .newlines)
+                #else
+                return Thread.current.name ?? ""
+                #endif
+            }
+            XCTAssertEqual(name, "test-named\(i)-1")
+        }
+    }
+
+    /// Linux keeps 15 bytes of a thread's name: a longer one is cut, not dropped.
+    func testLongNamesAreCutToFifteenBytes() async throws {
+        let pool = WorkerPool(name: "test-a-rather-long-pool-name", width: 1)
         let name = await pool.run { () -> String in
             #if os(Linux)
             let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
@@ -62,13 +79,6 @@ final class WorkerPoolTests: XCTestCase {
             return Thread.current.name ?? ""
             #endif
         }
-        XCTAssertEqual(name, "test-named-1")
-    }
-
-    /// Linux keeps 15 bytes of a thread's name: a longer one is cut, not dropped.
-    func testLongNamesAreCutToFifteenBytes() async throws {
-        let pool = WorkerPool(name: "test-a-rather-long-pool-name", width: 1)
-        let name = await pool.run { Thread.current.name ?? "" }
         XCTAssertEqual(name, "test-a-rather-l")
     }
 
