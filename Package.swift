@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "ZeroShot", dependencies: ["CLIP", "Tensor"]),
         // libpq wrapper: connections, binds, COPY, transactions, LISTEN/NOTIFY, migrations. Names no clipd table.
         .target(name: "Postgres", dependencies: [
-            "CLibPQ", .product(name: "Logging", package: "swift-log"),
+            "CLibPQ", "Executors", .product(name: "Logging", package: "swift-log"),
         ]),
         // librdkafka consumer/producer/admin and the mock cluster, behind one seam.
         .target(name: "Kafka", dependencies: [
@@ -141,7 +141,7 @@ let package = Package(
         .testTarget(name: "CLIPTokenizerTests", dependencies: ["CLIPTokenizer", "Executors", "TestSupport"]),
         .testTarget(name: "FetchTests", dependencies: ["Fetch", "ImageIO"]),
         // The daemon's configuration, and Deploy/ (example config, compose, Kubernetes, systemd) true to it.
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "HTTPServer", "Kafka", .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
         .testTarget(name: "ClipdAPITests", dependencies: ["ClipdAPI", "HTTPServer", "ImageIO"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO"], exclude: ["Data"]),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres"]),

@@ -3,10 +3,14 @@
 // GEMMs back to back, and waking a sleeping thread costs more than a small GEMM's share), then
 // sleep on a condition variable so an idle daemon burns no CPU. One job runs at a time; a
 // caller that finds the pool busy runs its job alone on its own thread.
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE  // pthread_setname_np
+#endif
 #include "pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define CK_MAX_WORKERS 63
@@ -37,6 +41,11 @@ struct worker_start { int tid; unsigned seen; };
 static void *worker_main(void *arg) {
     struct worker_start start = *(struct worker_start *)arg;
     free(arg);
+#if defined(__linux__)
+    char name[16];
+    snprintf(name, sizeof name, "clipd-kernel-%d", start.tid);
+    pthread_setname_np(pthread_self(), name);
+#endif
     unsigned seen = start.seen;
     for (;;) {
         int spins = 0;

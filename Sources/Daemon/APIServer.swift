@@ -72,7 +72,7 @@ public struct APIServer: Sendable {
                                  maxPixels: config.maxImagePixels, applyExif: true, allowPlainPaths: false)
                 api.withLock {
             $0 = APIService(backend: APIService.Backend(
-                database: { database }, loader: loader, tokenizer: tokenizer, encoder: WorkerPool(name: "clipd-api-encoder", width: 1),
+                database: { database }, loader: loader, tokenizer: tokenizer, encoder: WorkerPool(name: "clipd-api-enc", width: 1),
                 loadVersion: { version in try await registry.load(version: version) },
                 currentModel: { initial }), logger: logger)
         }

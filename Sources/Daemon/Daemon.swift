@@ -104,7 +104,9 @@ public struct Daemon: Sendable {
         let tracker = OffsetTracker()
         let assignments = PartitionAssignments(store: database, group: config.group, tracker: tracker, logger: logger)
         let consumer = try KafkaConsumer(configuration: config.consumerConfiguration(assignments: assignments), logger: logger)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(bootstrapServers: config.brokers), logger: logger)
+        // The dead-letter producer starts with the first dead letter (its librdkafka threads
+        // are not taken by runs that never send one).
+        let producer = OnDemandProducer(configuration: KafkaProducerConfiguration(bootstrapServers: config.brokers), logger: logger)
         let source = KafkaMessageSource(consumer: consumer, logger: logger)
         let metrics = PipelineMetrics()
         let pipeline = StreamPipeline(config: config.pipelineConfiguration(decodeWorkers: workers), source: source, store: database,

@@ -1,3 +1,4 @@
+import Executors
 import Foundation
 import Kafka
 import Logging
@@ -102,9 +103,64 @@ final class KafkaMessageSource: MessageSource, @unchecked Sendable {
     }
 }
 
+/// The dead-letter producer, created on the first dead letter. A librdkafka producer takes
+/// threads of its own from creation (its main thread, one per broker, an internal one, and our
+/// delivery-report poller: six against a three-broker cluster), and most runs never send a
+/// dead letter; once created it lives until `shutdown()`.
+final class OnDemandProducer: Sendable {
+    private enum State {
+        case notCreated
+        case created(KafkaProducer)
+        case shutDown
+    }
+
+    private let configuration: KafkaProducerConfiguration
+    private let logger: Logger
+    private let state = Locked(State.notCreated)
+
+    init(configuration: KafkaProducerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Whether the producer exists (a dead letter was sent) and is not shut down.
+    var isCreated: Bool {
+        if case .created = state.value { return true }
+        return false
+    }
+
+    /// The producer, created now if this is the first call; throws after `shutdown()`.
+    func producer() throws -> KafkaProducer {
+        try state.withLock { state in
+            switch state {
+            case .created(let producer):
+                return producer
+            case .notCreated:
+                let producer = try KafkaProducer(configuration: configuration, logger: logger)
+                logger.info("dead-letter producer started")
+                state = .created(producer)
+                return producer
+            case .shutDown:
+                throw KafkaError(code: .destroyed, codeName: "_DESTROYED", message: "the dead-letter producer was shut down",
+                                 isFatal: false, isRetriable: false)
+            }
+        }
+    }
+
+    /// Flushes and stops the producer if it was created; later sends fail.
+    func shutdown() async {
+        let created: KafkaProducer? = state.withLock { state in
+            defer { state = .shutDown }
+            if case .created(let producer) = state { return producer }
+            return nil
+        }
+        await created?.shutdown()
+    }
+}
+
 /// Dead letters: the original payload with its error class, keyed like the original record.
 struct KafkaDeadLetterSink: DeadLetterSink {
-    let producer: KafkaProducer
+    let producer: OnDemandProducer
     let topic: String
 
     func send(_ failed: FailedMessage) async throws {
@@ -123,7 +179,7 @@ struct KafkaDeadLetterSink: DeadLetterSink {
         }
         let value = try JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys])
         let key = failed.recordID.map { Array($0.utf8) } ?? failed.message.key
-        _ = try await producer.send(KafkaProducerMessage(topic: topic, key: key, value: [UInt8](value)))
+        _ = try await producer.producer().send(KafkaProducerMessage(topic: topic, key: key, value: [UInt8](value)))
     }
 }
 

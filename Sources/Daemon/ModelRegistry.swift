@@ -72,7 +72,8 @@ public struct ModelRegistry: Sendable {
     }
 
     /// Checkpoints are read and parsed on a thread of their own, never on Swift's cooperative pool.
-    private static let loader = WorkerPool(name: "clipd-checkpoint", width: 1)
+    /// Loads are rare (start-up, hot swaps), so its thread ends a second after each.
+    private static let loader = WorkerPool(name: "clipd-checkpoint", width: 1, idleTimeout: 1)
 
     /// Reads a checkpoint; a broken one is an error naming the file.
     static func checkpoint(_ path: String) async throws -> LoadedCheckpoint {

@@ -8,10 +8,10 @@ import Storage
 import ServiceLifecycle
 
 /// Runs the Kafka consumer (polling, rebalances) until the pipeline has drained, then leaves
-/// the group and flushes the dead-letter producer.
+/// the group and flushes the dead-letter producer (if a dead letter created it).
 struct ConsumerService: Service {
     let consumer: KafkaConsumer
-    let producer: KafkaProducer
+    let producer: OnDemandProducer
 
     func run() async throws {
         try await withGracefulShutdownHandler {

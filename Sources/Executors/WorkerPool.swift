@@ -10,7 +10,8 @@ import Foundation
 public final class WorkerPool: @unchecked Sendable {
     // All mutable state below is guarded by `condition`.
     private let condition = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
+    /// Jobs in FIFO order from `nextJob` on; a job's slot is emptied when a thread takes it.
+    private var jobs: [(@Sendable () -> Void)?] = []
     private var nextJob = 0
     private var threadCount = 0
     private var idleCount = 0
@@ -40,6 +41,13 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Jobs waiting for a thread now.
+    public var waiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return jobs.count - nextJob
+    }
+
     /// Threads alive now, and the most that were ever alive at once (never above `width`).
     public var threads: (current: Int, peak: Int) {
         condition.lock()
@@ -54,9 +62,7 @@ public final class WorkerPool: @unchecked Sendable {
         if waiting > idleCount && threadCount < width {
             threadCount += 1
             peakThreads = max(peakThreads, threadCount)
-            let thread = Thread { [self] in workLoop() }
-            thread.name = "\(name)-\(threadCount)"
-            thread.start()
+            startThread(named: "\(name)-\(threadCount)") { [self] in workLoop() }
         } else {
             condition.signal()
         }
@@ -67,10 +73,17 @@ public final class WorkerPool: @unchecked Sendable {
         condition.lock()
         while true {
             if nextJob < jobs.count {
-                let job = jobs[nextJob]
+                // Empty the slot now: a job holds what its closure captured (a decode job, the
+                // compressed image), and under steady load the queue never runs empty, so
+                // slots kept until then held every job ever run (RSS grew with each record).
+                let job = jobs[nextJob]!
+                jobs[nextJob] = nil
                 nextJob += 1
                 if nextJob == jobs.count {
                     jobs.removeAll(keepingCapacity: true)
+                    nextJob = 0
+                } else if nextJob >= 64 && nextJob * 2 >= jobs.count {
+                    jobs.removeFirst(nextJob)
                     nextJob = 0
                 }
                 condition.unlock()

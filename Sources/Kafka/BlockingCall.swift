@@ -3,7 +3,10 @@ import Foundation
 
 /// Runs blocking work on a thread we own, never on Swift's cooperative pool.
 enum BlockingCall {
-    private static let queue = WorkerPool(name: "clipd-kafka", width: 4)
+    /// Two threads at most: the daemon makes these calls one at a time (the progress line's lag,
+    /// start-up offsets, shutdown flush); further callers queue. They are seconds apart, so a
+    /// thread ends 1 s after its call rather than waiting for the next one.
+    private static let queue = WorkerPool(name: "clipd-kafka", width: 2, idleTimeout: 1)
 
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await queue.run(body)

@@ -66,11 +66,9 @@ public final class KafkaConsumer: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let thread = Thread { [self] in
+                startThread(named: "clipd-kconsumer") { [self] in
                     continuation.resume(with: Result { try pollUntilStopped() })
                 }
-                thread.name = "kafka-consumer-poll"
-                thread.start()
             }
         } onCancel: {
             shutdown()

@@ -26,11 +26,9 @@ public final class KafkaProducer: Sendable {
         self.deliveries = deliveries
         self.pollThreadRunning = running
         self.logger = logger
-        let thread = Thread {
+        startThread(named: "clipd-kproducer") {
             while running.withLock({ $0 }) { client.poll(timeoutMilliseconds: 100) }
         }
-        thread.name = "kafka-producer-poll"
-        thread.start()
     }
 
     deinit {

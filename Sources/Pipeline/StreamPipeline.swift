@@ -177,6 +177,7 @@ public final class StreamPipeline: @unchecked Sendable {
                     charge(Self.bytes(of: message))
                     applyBackpressure()
                     group.addTask { await self.process(message) }
+                    await waitWhilePaused()
                 }
             }
         } catch {
@@ -238,6 +239,19 @@ public final class StreamPipeline: @unchecked Sendable {
                 try? await Task.sleep(for: .seconds(delay))
                 delay = min(delay * 2, 10)
             }
+        }
+    }
+
+    /// While consumption is paused for back-pressure, admits nothing more: messages the source
+    /// has already buffered wait there (the Kafka consumer stops fetching once its own buffer
+    /// is full), so `maxInFlight` and `maxInFlightBytes` bound what the pipeline holds, not only
+    /// what is fetched. (Without this wait, a burst the consumer had buffered, a thousand
+    /// messages or more, was admitted past the bound, and memory grew with the encoder's lag.)
+    /// Re-checks every 10 ms: writes, encodes and revocations shrink what is in flight.
+    private func waitWhilePaused() async {
+        while lock.withLock({ paused && !stopping }) && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+            applyBackpressure()
         }
     }
 

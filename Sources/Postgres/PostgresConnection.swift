@@ -1,10 +1,13 @@
-import Dispatch
+import Executors
 import Foundation
 import Logging
 
-/// One PostgreSQL session. All libpq calls run on a serial queue the connection owns, so its
-/// `async` methods never block Swift's cooperative pool. Statements from concurrent callers are
-/// queued; a transaction holds the connection until it ends.
+/// One PostgreSQL session. All libpq calls run on one thread the connection owns (a
+/// `WorkerPool` of width 1, `clipd-pg-*`, started on demand and ended after `idleThreadTimeout`
+/// without statements), so its `async` methods never block Swift's cooperative pool and a
+/// connection never takes more than one thread, however many callers wait: statements from
+/// concurrent callers are queued (they suspend, holding no thread); a transaction holds the
+/// connection until it ends.
 ///
 /// When the session is found broken before a statement, the connection reconnects with the
 /// configured backoff. A statement that fails because the connection dropped is not retried
@@ -12,7 +15,7 @@ import Logging
 public final class PostgresConnection: Sendable {
     public let configuration: PostgresConfiguration
     let logger: Logger
-    private let queue: DispatchQueue
+    private let worker: WorkerPool
     private let session: LibPQSession
     private let lock = AsyncLock()
 
@@ -20,10 +23,13 @@ public final class PostgresConnection: Sendable {
     /// (calling the connection instead of the transaction inside `withTransaction`) into an error.
     @TaskLocal private static var transactionInProgress: ObjectIdentifier?
 
+    /// How long a connection's thread waits for the next statement before it ends.
+    public static let idleThreadTimeout: TimeInterval = 10
+
     private init(configuration: PostgresConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        self.queue = DispatchQueue(label: "clipd.postgres.connection")
+        self.worker = WorkerPool(name: "clipd-pg", width: 1, idleTimeout: Self.idleThreadTimeout)
         self.session = LibPQSession { [logger] notice in logger.debug("PostgreSQL: \(notice)") }
     }
 
@@ -108,7 +114,7 @@ public final class PostgresConnection: Sendable {
         try await query("SELECT pg_try_advisory_lock(\(key.value))").first!.decode(Bool.self, at: 0)
     }
 
-    /// `pg_advisory_lock`: waits (on the connection's queue, not the cooperative pool) until held.
+    /// `pg_advisory_lock`: waits (on the connection's thread, not the cooperative pool) until held.
     public func advisoryLock(_ key: PostgresAdvisoryLockKey) async throws {
         try await query("SELECT pg_advisory_lock(\(key.value))")
     }
@@ -204,23 +210,21 @@ public final class PostgresConnection: Sendable {
         String(format: "%.2fs", RetryPolicy.seconds(duration))
     }
 
+    /// Runs `work` on the connection's thread (in submission order: the pool has width 1).
     @discardableResult
     private func onQueue<T: Sendable>(_ work: @escaping @Sendable (LibPQSession) throws -> T) async throws -> T {
         let session = self.session
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { try work(session) })
-            }
-        }
+        return try await worker.run { try work(session) }
     }
 
     @discardableResult
     private func onQueue<T: Sendable>(_ work: @escaping @Sendable (LibPQSession) -> T) async -> T {
         let session = self.session
-        return await withCheckedContinuation { continuation in
-            queue.async { continuation.resume(returning: work(session)) }
-        }
+        return await worker.run { work(session) }
     }
+
+    /// Threads of this connection alive now and at most at once (never above 1).
+    public var threads: (current: Int, peak: Int) { worker.threads }
 }
 
 /// The statements of one transaction; valid only inside `withTransaction`'s body.

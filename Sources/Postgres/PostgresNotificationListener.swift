@@ -1,3 +1,4 @@
+import Executors
 import Foundation
 import Logging
 
@@ -46,9 +47,7 @@ public final class PostgresNotificationListener: Sendable {
         try await withCheckedThrowingContinuation { (ready: CheckedContinuation<Void, Error>) in
             let worker = ListenerThread(configuration: configuration, channels: channels, logger: logger,
                                         control: control, output: continuation, ready: ready)
-            let thread = Thread { worker.run() }
-            thread.name = "clipd.postgres.listen"
-            thread.start()
+            startThread(named: "clipd-pg-listen") { worker.run() }
         }
         return PostgresNotificationListener(notifications: stream, control: control)
     }

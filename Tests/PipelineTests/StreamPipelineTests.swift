@@ -213,6 +213,35 @@ final class StreamPipelineTests: XCTestCase {
         XCTAssertEqual(Set(store.recordIDs).count, 100)
     }
 
+    /// A source that ignores pause (as the Kafka consumer does for the messages it has already
+    /// buffered) still cannot push the pipeline past `maxInFlight`: admission waits.
+    func testInFlightNeverExceedsTheBoundWhenTheSourceKeepsDelivering() async throws {
+        let source = FakeSource(messages(200, partitions: [tp0, tp1])), store = FakeStore()
+        var config = StreamPipeline.Configuration(group: "clipd")
+        config.batchSize = 4
+        config.batchLatencyMs = 20
+        config.maxInFlight = 16
+        let tracker = OffsetTracker()
+        final class Peak: @unchecked Sendable { let lock = NSLock(); var value = 0 }
+        let peak = Peak()
+        var stages = Self.stages()
+        let parse = stages.parse
+        stages.parse = { message in
+            let now = tracker.inFlightCount
+            peak.lock.withLock { peak.value = max(peak.value, now) }
+            return try parse(message)
+        }
+        let pipeline = StreamPipeline(config: config, source: source, store: store, deadLetters: FakeDLQ(), stages: stages,
+                                      model: .init(model: CLIPModel.random(config: Self.cfg, seed: 3), version: .init(id: 1, name: "test")),
+                                      tracker: tracker, logger: Logger(label: "test"))
+        let assignments = PartitionAssignments(store: store, group: config.group, tracker: tracker, logger: Logger(label: "test"))
+        _ = await assignments.assigned([tp0, tp1])
+        try await runUntilDrained(pipeline, store, expecting: 200)
+        XCTAssertEqual(Set(store.recordIDs).count, 200)
+        XCTAssertLessThanOrEqual(peak.value, 16, "admitted records in flight at once")
+        XCTAssertFalse(source.paused.isEmpty)
+    }
+
     func testInFlightByteBudgetPausesConsumptionBelowTheRecordBound() async throws {
         // Each record holds a 12 KiB image tensor once loaded; 100 KB is about 8 records, far
         // below the record bound of 1000.

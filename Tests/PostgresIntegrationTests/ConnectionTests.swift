@@ -238,6 +238,34 @@ struct UnreachableServerTests {
         await connection.close()
     }
 
+    @Test("a connection runs libpq on one thread of its own, however many callers wait", arguments: [TestServer.plain])
+    func oneThreadPerConnection(server: TestServer) async throws {
+        try await onScratchDatabase(server, migrated: false) { scratch, first in
+            var connections = [first]
+            for _ in 1..<4 {
+                connections.append(try await PostgresConnection.connect(configuration: quickConfiguration(scratch.url), logger: testLogger))
+            }
+            // 50 statements at once on each connection, each holding it a few milliseconds.
+            let sums = try await withThrowingTaskGroup(of: Int.self) { group in
+                for (c, connection) in connections.enumerated() {
+                    for i in 0..<50 {
+                        group.addTask {
+                            try await connection.query("SELECT \(c * 100 + i)::int, pg_sleep(0.002)").first!.decode(Int.self, at: 0)
+                        }
+                    }
+                }
+                var sum = 0
+                for try await value in group { sum += value }
+                return sum
+            }
+            #expect(sums == (0..<4).reduce(0) { total, c in total + (0..<50).reduce(0) { $0 + c * 100 + $1 } })
+            for connection in connections {
+                #expect(connection.threads.peak == 1)
+            }
+            for connection in connections.dropFirst() { await connection.close() }
+        }
+    }
+
     @Test("the LISTEN thread reconnects after the connection drops and signals a resynchronization", .enabled(if: TestServer.enabled))
     func listenerReconnects() async throws {
         let adminURL = try TestServer.plain.requireURL()
