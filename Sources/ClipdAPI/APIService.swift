@@ -134,7 +134,7 @@ public final class APIService: Sendable {
         }
     }
 
-    func json(_ value: JSONValue) -> HTTPEndpoint.Reply {
+    func json(_ value: JSONOutput) -> HTTPEndpoint.Reply {
         HTTPEndpoint.Reply(status: 200, contentType: "application/json", body: value.rendered, headers: ["Cache-Control": "no-store"])
     }
 
@@ -240,7 +240,7 @@ public final class APIService: Sendable {
 
     // MARK: routes
 
-    func search(_ query: APIRoute.SearchQuery, limit: Int) async throws -> JSONValue {
+    func search(_ query: APIRoute.SearchQuery, limit: Int) async throws -> JSONOutput {
         let model = try await searchModel()
         let vector: [Float]
         switch query {
@@ -266,7 +266,7 @@ public final class APIService: Sendable {
         ])
     }
 
-    static func tagJSON(_ tag: ClipdDatabase.RecordTag) -> JSONValue {
+    static func tagJSON(_ tag: ClipdDatabase.RecordTag) -> JSONOutput {
         .object([("label_set", .string(tag.labelSet)), ("label", .string(tag.label)), ("score", .float(tag.score)), ("rank", .int(Int64(tag.rank)))])
     }
 
@@ -281,7 +281,7 @@ public final class APIService: Sendable {
         return record
     }
 
-    func record(_ id: String) async throws -> JSONValue {
+    func record(_ id: String) async throws -> JSONOutput {
         let database = try await backend.database()
         let record = try await storedRecord(id)
         let search = try await database.searchModelVersion()
@@ -294,16 +294,16 @@ public final class APIService: Sendable {
             ("image_url", .string(record.imageURL)),
             ("caption", .optional(record.caption)),
             ("label_set", .optional(record.labelSet)),
-            ("metadata", record.metadataJSON.map(JSONValue.raw) ?? .null),
+            ("metadata", record.metadataJSON.map(JSONOutput.raw) ?? .null),
             ("source", .object([("topic", .optional(record.sourceTopic)), ("partition", record.sourcePartition.map { .int(Int64($0)) } ?? .null),
-                                ("offset", record.sourceOffset.map(JSONValue.int) ?? .null)])),
+                                ("offset", record.sourceOffset.map(JSONOutput.int) ?? .null)])),
             ("received_at", .string(iso.string(from: record.receivedAt))),
             ("updated_at", .string(iso.string(from: record.updatedAt))),
             ("search_model_version", search.map { .int($0.id) } ?? .null),
             ("thumbnail_url", .string("/v1/records/\(Self.pathSegment(record.id))/thumbnail")),
             ("embeddings", .array(embeddings.map {
                 .object([("model_version", .int($0.modelVersionID)), ("model_version_name", .string($0.modelVersionName)),
-                         ("image_text_similarity", $0.imageTextSimilarity.map(JSONValue.float) ?? .null),
+                         ("image_text_similarity", $0.imageTextSimilarity.map(JSONOutput.float) ?? .null),
                          ("created_at", .string(iso.string(from: $0.createdAt)))])
             })),
             ("tags", .array(tags.map { tag in
@@ -336,7 +336,7 @@ public final class APIService: Sendable {
         HTTPEndpoint.Reply(status: 200, contentType: "image/jpeg", bytes: jpeg, headers: ["Cache-Control": "max-age=3600"])
     }
 
-    func embeddings(_ inputs: [EmbeddingInput], model name: String?, base64: Bool) async throws -> JSONValue {
+    func embeddings(_ inputs: [EmbeddingInput], model name: String?, base64: Bool) async throws -> JSONOutput {
         let model = try await model(named: name)
         var texts: [(index: Int, text: String)] = []
         var images: [(index: Int, url: String)] = []
@@ -364,7 +364,7 @@ public final class APIService: Sendable {
             ("object", .string("list")),
             ("data", .array(vectors.enumerated().map { i, v in
                 .object([("object", .string("embedding")), ("index", .int(Int64(i))),
-                         ("embedding", base64 ? .string(Self.base64(v)) : .array(v.map(JSONValue.float)))])
+                         ("embedding", base64 ? .string(Self.base64(v)) : .array(v.map(JSONOutput.float)))])
             })),
             ("model", .string(model.version.name)),
             ("model_version", .int(model.version.id)),
@@ -380,7 +380,7 @@ public final class APIService: Sendable {
         return Data(bytes).base64EncodedString()
     }
 
-    func classify(_ url: String, labels: APIRoute.Labels, topK: Int?) async throws -> JSONValue {
+    func classify(_ url: String, labels: APIRoute.Labels, topK: Int?) async throws -> JSONOutput {
         let model = try await searchModel()
         let set: LabelSet
         switch labels {
@@ -419,11 +419,11 @@ public final class APIService: Sendable {
         ])
     }
 
-    func status() async throws -> JSONValue {
+    func status() async throws -> JSONOutput {
         let database = try await backend.database()
         let coverage = try await database.versionCoverage()
         let failures = try await database.failureCounts()
-        var stream: JSONValue = .null
+        var stream: JSONOutput = .null
         if let snapshot = backend.stream?() {
             let now = ContinuousClock.now
             let rate: Double? = rateSamples.withLock { samples in
@@ -434,7 +434,7 @@ public final class APIService: Sendable {
                 return Double(snapshot.written - first.written) / (Double(s) + Double(a) / 1e18)
             }
             stream = .object([
-                ("records_per_second", rate.map(JSONValue.double) ?? .null),
+                ("records_per_second", rate.map(JSONOutput.double) ?? .null),
                 ("consumed", .int(Int64(snapshot.consumed))), ("written", .int(Int64(snapshot.written))), ("failed", .int(Int64(snapshot.failed))),
                 ("lag", .array(snapshot.lag.map { .object([("topic", .string($0.topic)), ("partition", .int(Int64($0.partition))), ("lag", .int($0.lag))]) })),
             ])
@@ -444,7 +444,7 @@ public final class APIService: Sendable {
             ("model_versions", .array(coverage.map { c in
                 .object([("id", .int(c.modelVersionID)), ("name", .string(c.name)), ("active", .bool(c.isActive)), ("search", .bool(c.isSearchVersion)),
                          ("covered", .int(c.covered)), ("total", .int(c.total)), ("coverage", .double(c.fraction)),
-                         ("backfill", .optional(c.backfillStatus)), ("eta_seconds", c.etaSeconds.map(JSONValue.double) ?? .null)])
+                         ("backfill", .optional(c.backfillStatus)), ("eta_seconds", c.etaSeconds.map(JSONOutput.double) ?? .null)])
             })),
             ("failures_by_class", .object(failures.map { ($0.errorClass, .int($0.count)) })),
         ])

@@ -92,7 +92,7 @@ final class APIRequestTests: XCTestCase {
 
     func testJSONOutputRoundTripsFloatsAndEscapes() throws {
         let values: [Float] = [0.1, -1e-38, 3.4028235e38, 1.17549435e-38, 0.33333334, 1, 0]
-        let text = JSONValue.object([("v", .array(values.map(JSONValue.float))), ("s", .string("a\"b\\c\n</script>\u{1}\u{2028}")),
+        let text = JSONOutput.object([("v", .array(values.map(JSONOutput.float))), ("s", .string("a\"b\\c\n</script>\u{1}\u{2028}")),
                                      ("n", .float(.nan)), ("raw", .raw(#"{"k":[1,2]}"#))]).rendered
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
         XCTAssertEqual((object["v"] as? [Double])?.map(Float.init), values)

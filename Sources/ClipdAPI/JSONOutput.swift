@@ -3,21 +3,21 @@ import Foundation
 /// JSON output with keys in the order given and floats written as Swift prints them (the
 /// shortest text that reads back as the same `Float`), so an embedding sent over HTTP parses to
 /// exactly the vector clipd computed.
-public indirect enum JSONValue: Sendable, Equatable {
+public indirect enum JSONOutput: Sendable, Equatable {
     case string(String)
     case int(Int64)
     case double(Double)
     case float(Float)
     case bool(Bool)
     case null
-    case array([JSONValue])
-    case object([(String, JSONValue)])
+    case array([JSONOutput])
+    case object([(String, JSONOutput)])
     /// Text that is already valid JSON (a stored `jsonb` column).
     case raw(String)
 
-    public static func == (a: JSONValue, b: JSONValue) -> Bool { a.rendered == b.rendered }
+    public static func == (a: JSONOutput, b: JSONOutput) -> Bool { a.rendered == b.rendered }
 
-    public static func optional(_ text: String?) -> JSONValue { text.map(JSONValue.string) ?? .null }
+    public static func optional(_ text: String?) -> JSONOutput { text.map(JSONOutput.string) ?? .null }
 
     public var rendered: String {
         var out = ""
