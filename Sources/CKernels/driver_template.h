@@ -82,6 +82,16 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                     const int rows = mc - i0 < CK_MR ? mc - i0 : CK_MR;
                     float *ct = job->c + (size_t)(m0 + i0) * job->ldc + j0;
                     const float *ap = apack + (size_t)i0 * kc;
+                    // The next tile's C rows are fetched while this one computes (C outgrows L2).
+                    const float *next = i0 + CK_MR < mc ? ct + (size_t)CK_MR * job->ldc
+                                      : (p + 1 < p1 ? job->c + (size_t)m0 * job->ldc + j0 + CK_NR : NULL);
+                    const int next_rows = i0 + CK_MR < mc ? (mc - i0 - CK_MR < CK_MR ? mc - i0 - CK_MR : CK_MR)
+                                                          : (mc < CK_MR ? mc : CK_MR);
+                    if (next)
+                        for (int r = 0; r < next_rows; r++) {
+                            __builtin_prefetch(next + (size_t)r * job->ldc, 1, 3);
+                            __builtin_prefetch(next + (size_t)r * job->ldc + CK_NR - 1, 1, 3);
+                        }
                     if (rows == CK_MR && cols == CK_NR) {
                         // Bias and QuickGELU applied in registers as the finished tile is stored.
                         CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
