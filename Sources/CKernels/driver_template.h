@@ -3,8 +3,9 @@
 // CK_MICROKERNEL defined, under that family's target attribute). Internal to CKernels.
 //
 // Blocking: the packed B is ceil(N/NR) panels of K x NR. A call's threads share out either the
-// panels (columns of the output) or, for tall outputs, whole MR-row tiles (each thread then packs
-// only its own rows of A instead of all of them). For each KC-deep slice of K and each row block
+// panels (columns of the output, statically) or, for tall outputs, chunks of whole MR-row tiles
+// taken from an atomic counter (each thread then packs only its own rows of A, and a thread
+// the OS holds back delays the call by one chunk). For each KC-deep slice of K and each row block
 // (at most MC rows, blocks of nearly equal size), a thread packs the A block into MR-row
 // micro-panels (k-major, zero padded) and sweeps its panels; one panel's KC x NR slice stays in
 // L1 while the micro-tiles of the block pass over it. On the last slice the micro-kernel adds the
@@ -43,21 +44,9 @@ static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, c
     }
 }
 
-static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
-    const struct ck_gemm_job *job = ctx;
+/// Rows rlo..<rhi of C against panels p0..<p1.
+static void CK_NAME(gemm_range_)(const struct ck_gemm_job *job, int rlo, int rhi, int p0, int p1) {
     const int n = job->n, k = job->k;
-    const int panels = (n + CK_NR - 1) / CK_NR;
-    int p0 = 0, p1 = panels, rlo = 0, rhi = job->m;
-    if (job->split_rows) {
-        const int tiles = (job->m + CK_MR - 1) / CK_MR;
-        rlo = (int)((long)tiles * tid / threads) * CK_MR;
-        rhi = (int)((long)tiles * (tid + 1) / threads) * CK_MR;
-        if (rhi > job->m) rhi = job->m;
-    } else {
-        p0 = (int)((long)panels * tid / threads);
-        p1 = (int)((long)panels * (tid + 1) / threads);
-    }
-    if (p0 >= p1 || rlo >= rhi) return;
     // Row blocks of (nearly) equal size, each a whole number of tiles and at most CK_MC rows.
     const int rows_total = rhi - rlo;
     const int blocks = (rows_total + CK_MC - 1) / CK_MC;
@@ -111,6 +100,23 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
     }
 }
 
+static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
+    struct ck_gemm_job *job = ctx;
+    const int panels = (job->n + CK_NR - 1) / CK_NR;
+    if (job->split_rows) {
+        for (;;) {
+            const int chunk = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+            if (chunk >= job->chunks) break;
+            const int rlo = chunk * job->chunk_tiles * CK_MR;
+            const int rhi = rlo + job->chunk_tiles * CK_MR < job->m ? rlo + job->chunk_tiles * CK_MR : job->m;
+            CK_NAME(gemm_range_)(job, rlo, rhi, 0, panels);
+        }
+    } else {
+        const int p0 = (int)((long)panels * tid / threads), p1 = (int)((long)panels * (tid + 1) / threads);
+        if (p0 < p1) CK_NAME(gemm_range_)(job, 0, job->m, p0, p1);
+    }
+}
+
 #ifndef CK_GEMM_ONLY
 // Attention per (image, head) on the family's micro-kernel, in three small GEMMs' worth of work
 // kept in cache: S^T = K (Q/sqrt(HS))^T as [keys, queries] tiles (K packed as the A operand, the
@@ -120,11 +126,11 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
 // straight into the head's columns of `out`. With the causal mask, tiles wholly above the
 // diagonal are skipped and the masked probabilities are exact zeros.
 static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
-    const struct ck_attention_job *job = ctx;
+    struct ck_attention_job *job = ctx;
     const int t = job->t, c = job->c, nh = job->nh, hs = c / nh, causal = job->causal;
     const int tasks = job->b * nh;
-    const int q0 = (int)((long)tasks * tid / threads), q1 = (int)((long)tasks * (tid + 1) / threads);
-    if (q0 >= q1 || hs <= 0) return;
+    (void)tid; (void)threads;
+    if (hs <= 0) return;
     const float scale = 1.0f / sqrtf((float)hs);
     const int tr = (t + CK_MR - 1) / CK_MR * CK_MR;        // key rows of S^T, query rows of O
     const int tq = (tr + CK_NR - 1) / CK_NR * CK_NR;       // query columns of S^T (>= tr)
@@ -135,7 +141,8 @@ static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
     if (!buf) abort();
     float *kp = buf, *qp = kp + (size_t)tr * hs, *st = qp + (size_t)tq * hs, *mx = st + (size_t)tr * tq;
     float *sm = mx + tq, *pa = sm + tq, *vp = pa + (size_t)CK_MR * t, *tile = vp + (size_t)hp * t;
-    for (int task = q0; task < q1; task++) {
+    // Tasks are taken one at a time, so a thread the OS holds back costs the others one head.
+    for (int task; (task = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < tasks;) {
         const int bi = task / nh, h = task % nh;
         const float *base = job->qkv + (size_t)bi * t * 3 * c + (size_t)h * hs;
         // K as A: tile r0 holds keys r0..<r0+MR, k-major (d), zero padded.

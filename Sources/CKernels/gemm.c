@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,11 @@
 
 struct ck_gemm_job {
     int m, n, k, lda, ldc, act, accumulate;
-    int split_rows;   // threads share out row tiles (each packs only its own rows) instead of column panels
+    // With split_rows, threads take chunks of chunk_tiles row tiles from `next` until all `chunks`
+    // are done (each packs only its own rows of A, and a thread the OS holds back costs the
+    // others one chunk, not half the call); otherwise each thread owns a range of column panels.
+    int split_rows, chunk_tiles, chunks;
+    atomic_int next;
     const float *a, *packed_b, *bias;
     float *c;
 };
@@ -30,6 +35,7 @@ struct ck_attention_job {
     float *out;
     const float *qkv;
     int b, t, c, nh, causal;
+    atomic_int next;   // the next (image, head) task to take
 };
 
 // Each thread's A block, allocated on its first GEMM and freed when the thread ends.
@@ -386,7 +392,9 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
             }
         return;
     }
-    struct ck_gemm_job job = { m, n, k, lda, ldc, act, accumulate, 0, a, packed_b, bias, c };
+    struct ck_gemm_job job = { .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .act = act, .accumulate = accumulate,
+                               .a = a, .packed_b = packed_b, .bias = bias, .c = c };
+    atomic_init(&job.next, 0);
     ck_task task = gemm_task_portable;
     int mr = ck_kernel_mr(kernel);
 #ifdef CK_X86
@@ -406,14 +414,21 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
     if ((double)m * n * k < 1e6) threads = 1;
     // Tall outputs split by rows: each thread packs only its own rows of A (split by columns,
     // every thread packs all of A), and every share stays a whole number of row tiles.
-    if (threads > 1 && tiles >= 8 * threads) job.split_rows = 1;
-    if (threads > (job.split_rows ? tiles : panels)) threads = job.split_rows ? tiles : panels;
+    if (threads > 1 && tiles >= 8 * threads) {
+        // About three chunks per thread, each at most one row block.
+        job.split_rows = 1;
+        job.chunk_tiles = (tiles + 3 * threads - 1) / (3 * threads);
+        if (job.chunk_tiles * mr > CK_MC) job.chunk_tiles = CK_MC / mr;
+        job.chunks = (tiles + job.chunk_tiles - 1) / job.chunk_tiles;
+    }
+    if (threads > (job.split_rows ? job.chunks : panels)) threads = job.split_rows ? job.chunks : panels;
     ck_pool_run(task, &job, threads);
 }
 
 void ck_attention(int kernel, int threads, float *out, const float *qkv, int b, int t, int c, int nh, int causal) {
     if (b <= 0 || t <= 0) return;
-    struct ck_attention_job job = { out, qkv, b, t, c, nh, causal };
+    struct ck_attention_job job = { .out = out, .qkv = qkv, .b = b, .t = t, .c = c, .nh = nh, .causal = causal };
+    atomic_init(&job.next, 0);
     ck_task task = attention_task_portable;
 #ifdef CK_X86
     switch (usable(kernel)) {
