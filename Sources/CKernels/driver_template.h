@@ -2,12 +2,15 @@
 // once per kernel family (gemm.c includes this file with CK_SUFFIX, CK_MR, CK_NR and
 // CK_MICROKERNEL defined, under that family's target attribute). Internal to CKernels.
 //
-// Blocking: the packed B is ceil(N/NR) panels of K x NR. Each thread owns a contiguous range of
-// panels (columns of the output). For each KC-deep slice of K and each MC-row block of A, the
-// thread packs the A block into MR-row micro-panels (k-major, zero padded) and sweeps its panels;
-// one panel's KC x NR slice stays in L1 while the MC/MR micro-tiles of the block pass over it.
-// The bias, the activation and (with accumulate) the residual add happen on each finished tile
-// while it is in cache.
+// Blocking: the packed B is ceil(N/NR) panels of K x NR. A call's threads share out either the
+// panels (columns of the output, statically) or, for tall outputs, chunks of whole MR-row tiles
+// taken from an atomic counter (each thread then packs only its own rows of A, and a thread
+// the OS holds back delays the call by one chunk). For each KC-deep slice of K and each row block
+// (at most MC rows, blocks of nearly equal size), a thread packs the A block into MR-row
+// micro-panels (k-major, zero padded) and sweeps its panels; one panel's KC x NR slice stays in
+// L1 while the micro-tiles of the block pass over it. On the last slice the micro-kernel adds the
+// bias and applies QuickGELU in registers as it stores a full tile; edge tiles, GELU (erf) and
+// nothing else go through the scalar-loop epilogue.
 
 #define CK_CAT2(a, b) a##b
 #define CK_CAT(a, b) CK_CAT2(a, b)
@@ -41,90 +44,178 @@ static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, c
     }
 }
 
-static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
-    const struct ck_gemm_job *job = ctx;
-    const int n = job->n, m = job->m, k = job->k;
-    const int panels = (n + CK_NR - 1) / CK_NR;
-    const int p0 = (int)((long)panels * tid / threads), p1 = (int)((long)panels * (tid + 1) / threads);
-    if (p0 >= p1) return;
+/// Rows rlo..<rhi of C against panels p0..<p1.
+static void CK_NAME(gemm_range_)(const struct ck_gemm_job *job, int rlo, int rhi, int p0, int p1) {
+    const int n = job->n, k = job->k;
+    // Row blocks of (nearly) equal size, each a whole number of tiles and at most CK_MC rows.
+    const int rows_total = rhi - rlo;
+    const int blocks = (rows_total + CK_MC - 1) / CK_MC;
+    int mcb = ((rows_total + blocks - 1) / blocks + CK_MR - 1) / CK_MR * CK_MR;
+    if (mcb > CK_MC) mcb = CK_MC / CK_MR * CK_MR;   // the A buffer holds CK_MC rows
     float *apack = ck_thread_apack();
     float tile[CK_MR * CK_NR] __attribute__((aligned(64)));
+    const int act = job->act == CK_ACT_QUICKGELU ? CK_ACT_QUICKGELU : CK_ACT_NONE;   // GELU: the epilogue
     for (int k0 = 0; k0 < k; k0 += CK_KC) {
         const int kc = k - k0 < CK_KC ? k - k0 : CK_KC;
         const int first = k0 == 0, last = k0 + kc >= k;
         const int load = job->accumulate || !first;
-        for (int m0 = 0; m0 < m; m0 += CK_MC) {
-            const int mc = m - m0 < CK_MC ? m - m0 : CK_MC;
+        for (int m0 = rlo; m0 < rhi; m0 += mcb) {
+            const int mc = rhi - m0 < mcb ? rhi - m0 : mcb;
             CK_NAME(pack_a_)(apack, job->a + (size_t)m0 * job->lda + k0, job->lda, mc, kc);
             for (int p = p0; p < p1; p++) {
                 const int j0 = p * CK_NR;
                 const int cols = n - j0 < CK_NR ? n - j0 : CK_NR;
                 const float *bp = job->packed_b + (size_t)p * k * CK_NR + (size_t)k0 * CK_NR;
+                const float *bias = last && job->bias ? job->bias + j0 : NULL;
                 for (int i0 = 0; i0 < mc; i0 += CK_MR) {
                     const int rows = mc - i0 < CK_MR ? mc - i0 : CK_MR;
                     float *ct = job->c + (size_t)(m0 + i0) * job->ldc + j0;
                     const float *ap = apack + (size_t)i0 * kc;
+                    // The next tile's C rows are fetched while this one computes (C outgrows L2).
+                    const float *next = i0 + CK_MR < mc ? ct + (size_t)CK_MR * job->ldc
+                                      : (p + 1 < p1 ? job->c + (size_t)m0 * job->ldc + j0 + CK_NR : NULL);
+                    const int next_rows = i0 + CK_MR < mc ? (mc - i0 - CK_MR < CK_MR ? mc - i0 - CK_MR : CK_MR)
+                                                          : (mc < CK_MR ? mc : CK_MR);
+                    if (next)
+                        for (int r = 0; r < next_rows; r++) {
+                            __builtin_prefetch(next + (size_t)r * job->ldc, 1, 3);
+                            __builtin_prefetch(next + (size_t)r * job->ldc + CK_NR - 1, 1, 3);
+                        }
                     if (rows == CK_MR && cols == CK_NR) {
-                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load);
+                        // Bias and QuickGELU applied in registers as the finished tile is stored.
+                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
+                        if (last && job->act == CK_ACT_GELU) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, NULL, job->act);
                     } else {
                         for (int r = 0; r < CK_MR; r++)
                             for (int j = 0; j < CK_NR; j++)
                                 tile[r * CK_NR + j] = (load && r < rows && j < cols) ? ct[(size_t)r * job->ldc + j] : 0.0f;
-                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1);
+                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
                         for (int r = 0; r < rows; r++)
                             for (int j = 0; j < cols; j++) ct[(size_t)r * job->ldc + j] = tile[r * CK_NR + j];
+                        if (last) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, bias, job->act);
                     }
-                    if (last) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, job->bias ? job->bias + j0 : NULL, job->act);
                 }
             }
         }
     }
 }
 
-static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
-    const struct ck_attention_job *job = ctx;
-    const int t = job->t, c = job->c, nh = job->nh, hs = c / nh;
-    const int tasks = job->b * nh;
-    const int q0 = (int)((long)tasks * tid / threads), q1 = (int)((long)tasks * (tid + 1) / threads);
-    if (q0 >= q1) return;
-    const float scale = 1.0f / sqrtf((float)hs);
-    // One head's keys transposed [HS, T], its values [T, HS], one row of scores [T], one output row.
-    float *buf = aligned_alloc(64, sizeof(float) * (size_t)(((2 * t * hs + t + hs) + 15) / 16 * 16));
-    if (!buf) abort();
-    float *kt = buf, *vh = kt + (size_t)t * hs, *s = vh + (size_t)t * hs, *o = s + t;
-    for (int task = q0; task < q1; task++) {
-        const int bi = task / nh, h = task % nh;
-        const float *base = job->qkv + (size_t)bi * t * 3 * c;
-        for (int j = 0; j < t; j++) {
-            const float *kr = base + (size_t)j * 3 * c + c + h * hs;
-            const float *vr = base + (size_t)j * 3 * c + 2 * c + h * hs;
-            for (int d = 0; d < hs; d++) { kt[(size_t)d * t + j] = kr[d]; vh[(size_t)j * hs + d] = vr[d]; }
+static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
+    struct ck_gemm_job *job = ctx;
+    const int panels = (job->n + CK_NR - 1) / CK_NR;
+    if (job->split_rows) {
+        for (;;) {
+            const int chunk = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+            if (chunk >= job->chunks) break;
+            const int rlo = chunk * job->chunk_tiles * CK_MR;
+            const int rhi = rlo + job->chunk_tiles * CK_MR < job->m ? rlo + job->chunk_tiles * CK_MR : job->m;
+            CK_NAME(gemm_range_)(job, rlo, rhi, 0, panels);
         }
-        for (int i = 0; i < t; i++) {
-            const float *q = base + (size_t)i * 3 * c + h * hs;
-            const int valid = job->causal ? i + 1 : t;
-            for (int j = 0; j < valid; j++) s[j] = 0.0f;
-            for (int d = 0; d < hs; d++) {
-                const float qd = q[d];
-                const float *kd = kt + (size_t)d * t;
-                for (int j = 0; j < valid; j++) s[j] += qd * kd[j];
+    } else {
+        const int p0 = (int)((long)panels * tid / threads), p1 = (int)((long)panels * (tid + 1) / threads);
+        if (p0 < p1) CK_NAME(gemm_range_)(job, 0, job->m, p0, p1);
+    }
+}
+
+#ifndef CK_GEMM_ONLY
+// Attention per (image, head) on the family's micro-kernel, in three small GEMMs' worth of work
+// kept in cache: S^T = K (Q/sqrt(HS))^T as [keys, queries] tiles (K packed as the A operand, the
+// scaled queries as B panels); the softmax runs down each query's column, vectorised across
+// queries (the order of the max and the sum over keys is the naive kernel's); then
+// O = P V with P^T's rows giving the A operand contiguously and V packed as B panels, written
+// straight into the head's columns of `out`. With the causal mask, tiles wholly above the
+// diagonal are skipped and the masked probabilities are exact zeros.
+static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
+    struct ck_attention_job *job = ctx;
+    const int t = job->t, c = job->c, nh = job->nh, hs = c / nh, causal = job->causal;
+    const int tasks = job->b * nh;
+    (void)tid; (void)threads;
+    if (hs <= 0) return;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const int tr = (t + CK_MR - 1) / CK_MR * CK_MR;        // key rows of S^T, query rows of O
+    const int tq = (tr + CK_NR - 1) / CK_NR * CK_NR;       // query columns of S^T (>= tr)
+    const int hp = (hs + CK_NR - 1) / CK_NR * CK_NR;       // value columns, whole panels
+    const size_t floats = (size_t)tr * hs + (size_t)tq * hs + (size_t)tr * tq + 2 * (size_t)tq
+                          + (size_t)CK_MR * t + (size_t)hp * t + (size_t)CK_MR * CK_NR;
+    float *buf = aligned_alloc(64, sizeof(float) * ((floats + 15) / 16 * 16));
+    if (!buf) abort();
+    float *kp = buf, *qp = kp + (size_t)tr * hs, *st = qp + (size_t)tq * hs, *mx = st + (size_t)tr * tq;
+    float *sm = mx + tq, *pa = sm + tq, *vp = pa + (size_t)CK_MR * t, *tile = vp + (size_t)hp * t;
+    // Tasks are taken one at a time, so a thread the OS holds back costs the others one head.
+    for (int task; (task = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < tasks;) {
+        const int bi = task / nh, h = task % nh;
+        const float *base = job->qkv + (size_t)bi * t * 3 * c + (size_t)h * hs;
+        // K as A: tile r0 holds keys r0..<r0+MR, k-major (d), zero padded.
+        for (int r0 = 0; r0 < tr; r0 += CK_MR)
+            for (int r = 0; r < CK_MR; r++) {
+                float *dst = kp + (size_t)r0 * hs + r;
+                if (r0 + r < t) {
+                    const float *kr = base + (size_t)(r0 + r) * 3 * c + c;
+                    for (int d = 0; d < hs; d++) dst[(size_t)d * CK_MR] = kr[d];
+                } else {
+                    for (int d = 0; d < hs; d++) dst[(size_t)d * CK_MR] = 0.0f;
+                }
             }
-            float maxv = -INFINITY;
-            for (int j = 0; j < valid; j++) { s[j] *= scale; maxv = s[j] > maxv ? s[j] : maxv; }
-            float sum = 0.0f;
-            {
-#pragma clang fp reassociate(on)
-                for (int j = 0; j < valid; j++) { float e = ck_fast_exp(s[j] - maxv); s[j] = e; sum += e; }
+        // Q * scale as B: panel j0 holds queries j0..<j0+NR, NR per d, zero padded.
+        for (int j0 = 0; j0 < tq; j0 += CK_NR)
+            for (int j = 0; j < CK_NR; j++) {
+                float *dst = qp + (size_t)j0 * hs + j;
+                if (j0 + j < t) {
+                    const float *qr = base + (size_t)(j0 + j) * 3 * c;
+                    for (int d = 0; d < hs; d++) dst[(size_t)d * CK_NR] = qr[d] * scale;
+                } else {
+                    for (int d = 0; d < hs; d++) dst[(size_t)d * CK_NR] = 0.0f;
+                }
             }
-            const float inv = 1.0f / sum;
-            for (int d = 0; d < hs; d++) o[d] = 0.0f;
-            for (int j = 0; j < valid; j++) {
-                const float pj = s[j] * inv;
-                const float *vj = vh + (size_t)j * hs;
-                for (int d = 0; d < hs; d++) o[d] += pj * vj[d];
+        // S^T [tr, tq]: key tile x query panel; causal: keys above every query of the panel skipped.
+        for (int j0 = 0; j0 < t; j0 += CK_NR)
+            for (int r0 = 0; r0 < t; r0 += CK_MR) {
+                if (causal && r0 > j0 + CK_NR - 1) break;
+                CK_MICROKERNEL(hs, kp + (size_t)r0 * hs, qp + (size_t)j0 * hs, st + (size_t)r0 * tq + j0, tq, 0, NULL, CK_ACT_NONE);
             }
-            float *dst = job->out + ((size_t)bi * t + i) * c + h * hs;
-            for (int d = 0; d < hs; d++) dst[d] = o[d];
+        // Softmax over keys for every query column; masked entries become exact zeros.
+        for (int i = 0; i < t; i++) { mx[i] = -INFINITY; sm[i] = 0.0f; }
+        for (int k = 0; k < t; k++) {
+            float *row = st + (size_t)k * tq;
+            for (int i = causal ? k : 0; i < t; i++) mx[i] = row[i] > mx[i] ? row[i] : mx[i];
+        }
+        for (int k = 0; k < t; k++) {
+            float *row = st + (size_t)k * tq;
+            const int lo = causal ? k : 0;
+            for (int i = 0; i < lo; i++) row[i] = 0.0f;
+            for (int i = lo; i < t; i++) { const float e = ck_fast_exp(row[i] - mx[i]); row[i] = e; sm[i] += e; }
+        }
+        for (int i = 0; i < t; i++) sm[i] = 1.0f / sm[i];
+        for (int k = 0; k < t; k++) {
+            float *row = st + (size_t)k * tq;
+            for (int i = causal ? k : 0; i < t; i++) row[i] *= sm[i];
+        }
+        // V as B: panel q holds value columns q..<q+NR for every key, zero padded.
+        for (int q = 0; q < hp; q += CK_NR) {
+            float *dst = vp + (size_t)q * t;
+            const int cols = hs - q < CK_NR ? hs - q : CK_NR;
+            for (int k = 0; k < t; k++) {
+                const float *vr = base + (size_t)k * 3 * c + 2 * c + q;
+                for (int j = 0; j < cols; j++) dst[(size_t)k * CK_NR + j] = vr[j];
+                for (int j = cols; j < CK_NR; j++) dst[(size_t)k * CK_NR + j] = 0.0f;
+            }
+        }
+        // O = P V, query tile by query tile; P^T's row k gives the tile's A operand at step k.
+        for (int i0 = 0; i0 < t; i0 += CK_MR) {
+            const int rows = t - i0 < CK_MR ? t - i0 : CK_MR;
+            const int kc = causal ? (i0 + CK_MR < t ? i0 + CK_MR : t) : t;
+            for (int k = 0; k < kc; k++) memcpy(pa + (size_t)k * CK_MR, st + (size_t)k * tq + i0, sizeof(float) * CK_MR);
+            float *dst = job->out + ((size_t)bi * t + i0) * c + (size_t)h * hs;
+            for (int q = 0; q < hp; q += CK_NR) {
+                const int cols = hs - q < CK_NR ? hs - q : CK_NR;
+                if (rows == CK_MR && cols == CK_NR) {
+                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, dst + q, c, 0, NULL, CK_ACT_NONE);
+                } else {
+                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, tile, CK_NR, 0, NULL, CK_ACT_NONE);
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < cols; j++) dst[(size_t)r * c + q + j] = tile[r * CK_NR + j];
+                }
+            }
         }
     }
     free(buf);
@@ -151,5 +242,7 @@ static void CK_NAME(layernorm_task_)(void *ctx, int tid, int threads) {
         for (int j = 0; j < c; j++) y[j] = (x[j] - mean) * rstd * job->weight[j] + job->bias[j];
     }
 }
+
+#endif  // CK_GEMM_ONLY
 
 #undef CK_NAME

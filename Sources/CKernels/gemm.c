@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,15 @@
 
 #define CK_KC 256   // depth of one packed slice: a 256 x 32 slice of B is 32 KiB (L1)
 #define CK_MC 192   // rows of A packed at once: 192 x 256 floats = 192 KiB, inside even a 512 KiB L2;
-                    // a multiple of every MR
+                    // a multiple of 12, 6 and 4 (the 10-row tiles cap a block at 190 rows)
 
 struct ck_gemm_job {
     int m, n, k, lda, ldc, act, accumulate;
+    // With split_rows, threads take chunks of chunk_tiles row tiles from `next` until all `chunks`
+    // are done (each packs only its own rows of A, and a thread the OS holds back costs the
+    // others one chunk, not half the call); otherwise each thread owns a range of column panels.
+    int split_rows, chunk_tiles, chunks;
+    atomic_int next;
     const float *a, *packed_b, *bias;
     float *c;
 };
@@ -29,6 +35,7 @@ struct ck_attention_job {
     float *out;
     const float *qkv;
     int b, t, c, nh, causal;
+    atomic_int next;   // the next (image, head) task to take
 };
 
 // Each thread's A block, allocated on its first GEMM and freed when the thread ends.
@@ -86,7 +93,7 @@ static inline float ck_fast_exp(float input) {
 #define PORTABLE_NR 16
 
 static void microkernel_portable(int kc, const float *restrict a, const float *restrict b,
-                                 float *restrict c, int ldc, int load) {
+                                 float *restrict c, int ldc, int load, const float *restrict bias, int act) {
     float acc[PORTABLE_MR][PORTABLE_NR];
     for (int i = 0; i < PORTABLE_MR; i++)
         for (int j = 0; j < PORTABLE_NR; j++) acc[i][j] = load ? c[(size_t)i * ldc + j] : 0.0f;
@@ -98,7 +105,11 @@ static void microkernel_portable(int kc, const float *restrict a, const float *r
         }
     }
     for (int i = 0; i < PORTABLE_MR; i++)
-        for (int j = 0; j < PORTABLE_NR; j++) c[(size_t)i * ldc + j] = acc[i][j];
+        for (int j = 0; j < PORTABLE_NR; j++) {
+            float v = acc[i][j] + (bias ? bias[j] : 0.0f);
+            if (act == CK_ACT_QUICKGELU) v = v / (1.0f + ck_fast_exp(-1.702f * v));
+            c[(size_t)i * ldc + j] = v;
+        }
 }
 
 #define CK_SUFFIX portable
@@ -120,8 +131,37 @@ static void microkernel_portable(int kc, const float *restrict a, const float *r
 
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 
+/// ck_fast_exp on 8 lanes, operation for operation.
+static inline __m256 exp_avx2(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
+    const __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic)),
+                                                            _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+/// bias and activation on one register of the finished tile (GELU is left to the epilogue).
+static inline __m256 finish_avx2(__m256 v, const float *bias, int act) {
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias));
+    if (act == CK_ACT_QUICKGELU)
+        v = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-1.702f), v))));
+    return v;
+}
+
 static void microkernel_avx2(int kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, int ldc, int load) {
+                             float *restrict c, int ldc, int load, const float *restrict bias, int act) {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
         c00 = _mm256_loadu_ps(c + 0 * (size_t)ldc); c01 = _mm256_loadu_ps(c + 0 * (size_t)ldc + 8);
@@ -144,6 +184,15 @@ static void microkernel_avx2(int kc, const float *restrict a, const float *restr
         av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
         a += AVX2_MR;
         b += AVX2_NR;
+    }
+    if (bias || act == CK_ACT_QUICKGELU) {
+        const float *b8 = bias ? bias + 8 : NULL;
+        c00 = finish_avx2(c00, bias, act); c01 = finish_avx2(c01, b8, act);
+        c10 = finish_avx2(c10, bias, act); c11 = finish_avx2(c11, b8, act);
+        c20 = finish_avx2(c20, bias, act); c21 = finish_avx2(c21, b8, act);
+        c30 = finish_avx2(c30, bias, act); c31 = finish_avx2(c31, b8, act);
+        c40 = finish_avx2(c40, bias, act); c41 = finish_avx2(c41, b8, act);
+        c50 = finish_avx2(c50, bias, act); c51 = finish_avx2(c51, b8, act);
     }
     _mm256_storeu_ps(c + 0 * (size_t)ldc, c00); _mm256_storeu_ps(c + 0 * (size_t)ldc + 8, c01);
     _mm256_storeu_ps(c + 1 * (size_t)ldc, c10); _mm256_storeu_ps(c + 1 * (size_t)ldc + 8, c11);
@@ -174,32 +223,69 @@ static void microkernel_avx2(int kc, const float *restrict a, const float *restr
 
 #define AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 
-static void microkernel_avx512(int kc, const float *restrict a, const float *restrict b,
-                               float *restrict c, int ldc, int load) {
-#define DECLARE(i) __m512 c##i##0, c##i##1;
-    AVX512_ROWS(DECLARE)
-#undef DECLARE
-    if (load) {
-#define LOAD(i) c##i##0 = _mm512_loadu_ps(c + (size_t)(i) * ldc); c##i##1 = _mm512_loadu_ps(c + (size_t)(i) * ldc + 16);
-        AVX512_ROWS(LOAD)
-#undef LOAD
-    } else {
-#define ZERO(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
-        AVX512_ROWS(ZERO)
-#undef ZERO
-    }
-    for (int p = 0; p < kc; p++) {
-        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#define STEP(i) { const __m512 av = _mm512_set1_ps(a[i]); c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
-        AVX512_ROWS(STEP)
-#undef STEP
-        a += AVX512_MR;
-        b += AVX512_NR;
-    }
-#define STORE(i) _mm512_storeu_ps(c + (size_t)(i) * ldc, c##i##0); _mm512_storeu_ps(c + (size_t)(i) * ldc + 16, c##i##1);
-    AVX512_ROWS(STORE)
-#undef STORE
+/// ck_fast_exp on 16 lanes, operation for operation.
+static inline __m512 exp_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), magic);
+    const __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(magic)),
+                                                            _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
 }
+
+/// bias and activation on one register of the finished tile (GELU is left to the epilogue).
+static inline __m512 finish_avx512(__m512 v, const float *bias, int act) {
+    if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias));
+    if (act == CK_ACT_QUICKGELU)
+        v = _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_avx512(_mm512_mul_ps(_mm512_set1_ps(-1.702f), v))));
+    return v;
+}
+
+// One body for the 12-row kernel and the 10-row one (the driver picks 10 rows where it pads M
+// less, e.g. the 50 tokens of one image); both 32 columns, so they share the packed B.
+#define AVX512_MICROKERNEL(name, ROWS, MR)                                                              \
+static void name(int kc, const float *restrict a, const float *restrict b,                              \
+                 float *restrict c, int ldc, int load, const float *restrict bias, int act) {           \
+    ROWS(DECLARE)                                                                                       \
+    if (load) { ROWS(LOAD) } else { ROWS(ZERO) }                                                        \
+    for (int p = 0; p < kc; p++) {                                                                      \
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                             \
+        ROWS(STEP)                                                                                      \
+        a += MR;                                                                                        \
+        b += AVX512_NR;                                                                                 \
+    }                                                                                                   \
+    if (bias || act == CK_ACT_QUICKGELU) {                                                              \
+        const float *b16 = bias ? bias + 16 : NULL;                                                     \
+        ROWS(FINISH)                                                                                    \
+    }                                                                                                   \
+    ROWS(STORE)                                                                                         \
+}
+#define DECLARE(i) __m512 c##i##0, c##i##1;
+#define LOAD(i) c##i##0 = _mm512_loadu_ps(c + (size_t)(i) * ldc); c##i##1 = _mm512_loadu_ps(c + (size_t)(i) * ldc + 16);
+#define ZERO(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
+#define STEP(i) { const __m512 av = _mm512_set1_ps(a[i]); c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
+#define FINISH(i) c##i##0 = finish_avx512(c##i##0, bias, act); c##i##1 = finish_avx512(c##i##1, b16, act);
+#define STORE(i) _mm512_storeu_ps(c + (size_t)(i) * ldc, c##i##0); _mm512_storeu_ps(c + (size_t)(i) * ldc + 16, c##i##1);
+#define AVX512_ROWS10(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
+AVX512_MICROKERNEL(microkernel_avx512, AVX512_ROWS, AVX512_MR)
+AVX512_MICROKERNEL(microkernel_avx512_10, AVX512_ROWS10, 10)
+#undef DECLARE
+#undef LOAD
+#undef ZERO
+#undef STEP
+#undef FINISH
+#undef STORE
 
 #define CK_SUFFIX avx512
 #define CK_MR AVX512_MR
@@ -210,6 +296,18 @@ static void microkernel_avx512(int kc, const float *restrict a, const float *res
 #undef CK_MR
 #undef CK_NR
 #undef CK_MICROKERNEL
+
+#define CK_GEMM_ONLY
+#define CK_SUFFIX avx512_10
+#define CK_MR 10
+#define CK_NR AVX512_NR
+#define CK_MICROKERNEL microkernel_avx512_10
+#include "driver_template.h"
+#undef CK_SUFFIX
+#undef CK_MR
+#undef CK_NR
+#undef CK_MICROKERNEL
+#undef CK_GEMM_ONLY
 
 #pragma clang attribute pop
 
@@ -294,25 +392,43 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
             }
         return;
     }
-    struct ck_gemm_job job = { m, n, k, lda, ldc, act, accumulate, a, packed_b, bias, c };
+    struct ck_gemm_job job = { .m = m, .n = n, .k = k, .lda = lda, .ldc = ldc, .act = act, .accumulate = accumulate,
+                               .a = a, .packed_b = packed_b, .bias = bias, .c = c };
+    atomic_init(&job.next, 0);
     ck_task task = gemm_task_portable;
+    int mr = ck_kernel_mr(kernel);
 #ifdef CK_X86
     switch (usable(kernel)) {
     case CK_KERNEL_AVX2: task = gemm_task_avx2; break;
-    case CK_KERNEL_AVX512: task = gemm_task_avx512; break;
+    case CK_KERNEL_AVX512:
+        task = gemm_task_avx512;
+        // 10-row tiles where 12-row ones would pad M by 4% more (50 rows: 50 instead of 60).
+        if ((double)((m + 11) / 12 * 12) > 1.04 * ((m + 9) / 10 * 10)) { task = gemm_task_avx512_10; mr = 10; }
+        break;
     default: break;
     }
 #endif
     const int panels = (n + ck_kernel_nr(kernel) - 1) / ck_kernel_nr(kernel);
-    if (threads > panels) threads = panels;
+    const int tiles = (m + mr - 1) / mr;
     // A share below ~1 MFLOP costs more to hand over than to compute.
     if ((double)m * n * k < 1e6) threads = 1;
+    // Tall outputs split by rows: each thread packs only its own rows of A (split by columns,
+    // every thread packs all of A), and every share stays a whole number of row tiles.
+    if (threads > 1 && tiles >= 8 * threads) {
+        // About three chunks per thread, each at most one row block.
+        job.split_rows = 1;
+        job.chunk_tiles = (tiles + 3 * threads - 1) / (3 * threads);
+        if (job.chunk_tiles * mr > CK_MC) job.chunk_tiles = CK_MC / mr;
+        job.chunks = (tiles + job.chunk_tiles - 1) / job.chunk_tiles;
+    }
+    if (threads > (job.split_rows ? job.chunks : panels)) threads = job.split_rows ? job.chunks : panels;
     ck_pool_run(task, &job, threads);
 }
 
 void ck_attention(int kernel, int threads, float *out, const float *qkv, int b, int t, int c, int nh, int causal) {
     if (b <= 0 || t <= 0) return;
-    struct ck_attention_job job = { out, qkv, b, t, c, nh, causal };
+    struct ck_attention_job job = { .out = out, .qkv = qkv, .b = b, .t = t, .c = c, .nh = nh, .causal = causal };
+    atomic_init(&job.next, 0);
     ck_task task = attention_task_portable;
 #ifdef CK_X86
     switch (usable(kernel)) {

@@ -50,7 +50,10 @@ final class InferenceKernelTests: XCTestCase {
     }
 
     func testPackedGemmMatchesNaiveTwinOnOddSizesForEveryKernel() {
-        let shapes = [(1, 1, 1), (1, 33, 17), (5, 7, 3), (13, 31, 257), (37, 65, 300), (50, 200, 130), (97, 70, 513), (11, 512, 768)]
+        // The last four are tall enough (>= 8 row tiles per thread) for the split by rows; on AVX-512,
+        // M = 5, 13, 37, 50, 97 and 170 take the 10-row tiles, the others the 12-row ones.
+        let shapes = [(1, 1, 1), (1, 33, 17), (5, 7, 3), (13, 31, 257), (37, 65, 300), (50, 200, 130), (97, 70, 513), (11, 512, 768),
+                      (203, 45, 70), (301, 37, 29), (389, 66, 260), (170, 50, 40)]
         for kernel in families {
             for (m, n, k) in shapes {
                 let a = randoms(m * k), wt = randoms(n * k), wn = randoms(k * n), bias = randoms(n), residual = randoms(m * n)
@@ -90,7 +93,10 @@ final class InferenceKernelTests: XCTestCase {
 
     func testPackedAttentionMatchesNaiveTwinForEveryKernel() {
         for kernel in families {
-            for (b, t, c, nh, causal) in [(1, 1, 8, 2, false), (3, 7, 24, 3, true), (2, 50, 64, 4, false), (2, 77, 64, 4, true), (1, 197, 32, 2, false)] {
+            // Head sizes 4, 8, 16, 40 (a partial column panel) and 96 (several panels); T across tile edges.
+            let cases = [(1, 1, 8, 2, false), (3, 7, 24, 3, true), (2, 50, 64, 4, false), (2, 77, 64, 4, true), (1, 197, 32, 2, false),
+                         (2, 13, 80, 2, true), (1, 33, 96, 1, false), (2, 25, 96, 1, true)]
+            for (b, t, c, nh, causal) in cases {
                 let qkv = randoms(b * t * 3 * c)
                 var want = [Float](repeating: 0, count: b * t * c), got = [Float](repeating: .nan, count: b * t * c)
                 want.withUnsafeMutableBufferPointer {

@@ -43,13 +43,15 @@ void ck_pack_b(int kernel, float *dst, const float *b, int n, int k, int ldb);
 /// C[M,N] (row stride ldc) = act(A[M,K] (row stride lda) * B + bias) with B packed by
 /// ck_pack_b*/ for the same kernel; with accumulate != 0, C += A * B + bias instead (the
 /// residual add; act must then be CK_ACT_NONE). bias may be NULL. Uses up to `threads` threads
-/// of the pool, split over column panels of the output.
+/// of the pool, split over column panels of the output, or over its row tiles when M has at
+/// least 8 tiles per thread.
 void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
                     const float *a, int lda, const float *packed_b,
                     const float *bias, int act, int accumulate, float *c, int ldc);
 
 /// out[B,T,C] = heads of softmax(q k^T / sqrt(HS) (+ causal mask)) v over qkv [B,T,3C]
-/// (packed q|k|v per token); every (image, head) is one task for the pool.
+/// (packed q|k|v per token); every (image, head) is one task for the pool, its two products
+/// run on the family's GEMM micro-kernel.
 void ck_attention(int kernel, int threads, float *out, const float *qkv,
                   int b, int t, int c, int nh, int causal);
 
