@@ -19,7 +19,7 @@ VENV="${VENV:-.build-bench/venv}"
 work=".build-bench/engine"
 mkdir -p "$work"
 
-if [ -n "${CLIPD:-}" ]; then bench_bin="$(dirname "$CLIPD")"; else bench_build clipd; fi
+if [ -n "${CLIPD:-}" ]; then clipd="$CLIPD"; else bench_build clipd; clipd="$bench_bin/clipd"; fi
 bench_machine
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, open_clip, onnx, onnxruntime' 2>/dev/null; then
     echo "creating $VENV (torch, open_clip_torch, onnx, onnxruntime)" >&2
@@ -31,14 +31,14 @@ py="$VENV/bin/python"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) at start"
 
 weights="$work/vit-b-32.safetensors"
-[ -f "$weights" ] || "$bench_bin/clipd" bench --arch ViT-B-32 --save-model "$weights" >/dev/null
+[ -f "$weights" ] || "$clipd" bench --arch ViT-B-32 --save-model "$weights" >/dev/null
 [ -f "$work/vision.onnx" ] && [ -f "$work/text.onnx" ] || "$py" Benchmarks/engine_baseline.py export "$weights" "$work" >&2
 
 log="$work/results.jsonl"
 : > "$log"
 for round in $(seq "$ROUNDS"); do
     for batch in 1 8 32; do
-        OPENBLAS_NUM_THREADS="$THREADS" "$bench_bin/clipd" bench --model "$weights" --batch "$batch" --seconds "$SECONDS_PER_RUN" \
+        OPENBLAS_NUM_THREADS="$THREADS" "$clipd" bench --model "$weights" --batch "$batch" --seconds "$SECONDS_PER_RUN" \
             --threads "$THREADS" --kernel "$KERNEL" 2>/dev/null \
             | "$py" -c 'import json,sys; r=json.loads(sys.stdin.read()); r.update(engine="clipd", round=int(sys.argv[1])); print(json.dumps(r))' "$round" \
             | tee -a "$log"
