@@ -140,13 +140,10 @@ public final class APIService: Sendable {
 
     /// A failed fetch or decode of a URL the client gave: its class, as dead letters carry it.
     static func failureReply(_ failure: PipelineFailure) -> APIError {
-        let status: Int
         switch failure.failureClass {
-        case .fetch: status = 422
-        case .image: status = 422
-        default: status = 500
+        case .fetch, .image: APIError(422, failure.errorClass, failure.message)
+        default: APIError(500, failure.errorClass, failure.message)
         }
-        return APIError(status, failure.errorClass, failure.message)
     }
 
     // MARK: models

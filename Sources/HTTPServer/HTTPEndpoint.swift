@@ -42,9 +42,6 @@ public final class HTTPEndpoint: Service, Sendable {
             self.headers = headers
         }
 
-        /// The body as UTF-8 text (tests, logs).
-        public var text: String { String(decoding: body, as: UTF8.self) }
-
         /// `{"error": {"message": …, "type": …}}`, the shape every JSON route answers errors in.
         public static func jsonError(status: Int, type: String, message: String, headers: [String: String] = [:]) -> Reply {
             let object: [String: Any] = ["error": ["message": message, "type": type, "status": status]]
@@ -53,7 +50,7 @@ public final class HTTPEndpoint: Service, Sendable {
         }
     }
 
-    /// One request as a route sees it: the body is complete (at most `maxBodyBytes`).
+    /// One request as a route sees it (method, path, query, body): the body is complete (at most `maxBodyBytes`).
     public struct Request: Sendable {
         /// "GET", "POST", …
         public var method: String
@@ -61,15 +58,12 @@ public final class HTTPEndpoint: Service, Sendable {
         public var path: String
         /// Query parameters in order, percent-decoded, `+` read as a space (HTML forms).
         public var query: [(name: String, value: String)]
-        /// Header fields by lower-cased name (repeated fields joined with ", ").
-        public var headers: [String: String]
         public var body: [UInt8]
 
-        public init(method: String, path: String, query: [(name: String, value: String)] = [], headers: [String: String] = [:], body: [UInt8] = []) {
+        public init(method: String, path: String, query: [(name: String, value: String)] = [], body: [UInt8] = []) {
             self.method = method
             self.path = path
             self.query = query
-            self.headers = headers
             self.body = body
         }
 
@@ -203,13 +197,8 @@ struct EndpointResponder: HTTPResponder {
             do {
                 let body = try await request.body.collect(upTo: maxBodyBytes)
                 if let query = QueryString.parse(request.uri.query ?? "") {
-                    var headers: [String: String] = [:]
-                    for field in request.headers {
-                        let name = field.name.canonicalName
-                        headers[name] = headers[name].map { "\($0), \(field.value)" } ?? field.value
-                    }
                     reply = await handler(HTTPEndpoint.Request(method: request.method.rawValue, path: request.uri.path, query: query,
-                                                               headers: headers, body: Array(buffer: body)))
+                                                               body: Array(buffer: body)))
                 } else {
                     reply = .jsonError(status: 400, type: "invalid_request", message: "the query string is not valid percent-encoding")
                 }
