@@ -44,12 +44,7 @@ public struct APIServer: Sendable {
     func runBackend(health: HealthState, api: Locked<APIService?>) async throws {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         BLASKernel.setThreads(config.threads > 0 ? config.threads : cores)
-        health.set(reason: "connecting to PostgreSQL")
-        let pgConfig = PostgresConfiguration(url: config.databaseURL, applicationName: "clipd-serve", connectTimeoutSeconds: 10,
-                                             reconnect: Postgres.RetryPolicy(maxAttempts: nil, initialDelay: .milliseconds(250), maxDelay: .seconds(10)))
-        let connection = try await cancelWhenGracefulShutdown {
-            try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
-        }
+        let connection = try await Daemon.connectWaiting(config.postgresConfiguration(applicationName: "clipd-serve"), health: health, logger: logger)
         let database = ClipdDatabase(connection: connection)
         let registry = ModelRegistry(database: database, logger: logger)
         // The loader needs the model's input size: that of the version search answers from, or the

@@ -73,14 +73,8 @@ public struct Daemon: Sendable {
                                           "batch_size": "\(config.batchSize)", "max_in_flight": "\(config.maxInFlight)",
                                           "max_in_flight_bytes": "\(config.maxInFlightBytes)", "fetch_workers": "\(config.fetchWorkers)"])
 
-        // PostgreSQL: retried with backoff until it answers (the daemon waits, it does not crash).
-        health.set(reason: "connecting to PostgreSQL")
-        let pgConfig = PostgresConfiguration(url: config.databaseURL, applicationName: "clipd", connectTimeoutSeconds: 10,
-                                             reconnect: Postgres.RetryPolicy(maxAttempts: nil, initialDelay: .milliseconds(250), maxDelay: .seconds(10)))
-        // Set-up waits (PostgreSQL retried without limit); a SIGTERM meanwhile cancels it.
-        let connection = try await cancelWhenGracefulShutdown {
-            try await PostgresConnection.connect(configuration: pgConfig, logger: logger)
-        }
+        let pgConfig = config.postgresConfiguration(applicationName: "clipd")
+        let connection = try await Self.connectWaiting(pgConfig, health: health, logger: logger)
         let database = ClipdDatabase(connection: connection)
         let registry = ModelRegistry(database: database, logger: logger)
         health.set(reason: "loading the model")
@@ -116,8 +110,7 @@ public struct Daemon: Sendable {
         // The HTTP API reads through a connection of its own (never queued behind batch writes),
         // opened on its first request, and runs model work on the pipeline's encoder (one API job
         // at a time).
-        var apiConfiguration = pgConfig
-        apiConfiguration.applicationName = "clipd-api"
+        var apiConfiguration = config.postgresConfiguration(applicationName: "clipd-api")
         apiConfiguration.reconnect = Postgres.RetryPolicy(maxAttempts: 3, initialDelay: .milliseconds(100), maxDelay: .seconds(1))
         let apiDatabase = OnDemandConnection(configuration: apiConfiguration, logger: logger)
         api.withLock {
@@ -163,6 +156,15 @@ public struct Daemon: Sendable {
         await apiDatabase.close()
         await connection.close()
         logger.info("stopped", metadata: ["written": "\(metrics.snapshot.written)", "failed": "\(metrics.snapshot.failed)"])
+    }
+
+    /// PostgreSQL at set-up: retried with backoff until it answers (the daemon waits, it does not
+    /// crash); a graceful shutdown meanwhile cancels the wait.
+    static func connectWaiting(_ configuration: PostgresConfiguration, health: HealthState, logger: Logger) async throws -> PostgresConnection {
+        health.set(reason: "connecting to PostgreSQL")
+        return try await cancelWhenGracefulShutdown {
+            try await PostgresConnection.connect(configuration: configuration, logger: logger)
+        }
     }
 
     /// glibc's allocator, left to itself, keeps freed decode buffers (a 3 MP photo is ~9 MB of
@@ -225,6 +227,13 @@ extension DaemonConfig {
         StreamPipeline.Configuration(group: group, batchSize: batchSize, batchLatencyMs: batchLatencyMs, maxInFlight: maxInFlight,
                                      maxInFlightBytes: maxInFlightBytes, maxConcurrentLoads: fetchWorkers + 2 * max(1, decodeWorkers),
                                      defaultLabelSet: labelSet, topK: topK)
+    }
+
+    /// The connection settings of `database_url`: connect within 10 s, reconnect without limit
+    /// (250 ms doubling to 10 s).
+    func postgresConfiguration(applicationName: String) -> PostgresConfiguration {
+        PostgresConfiguration(url: databaseURL, applicationName: applicationName, connectTimeoutSeconds: 10,
+                              reconnect: Postgres.RetryPolicy(maxAttempts: nil, initialDelay: .milliseconds(250), maxDelay: .seconds(10)))
     }
 
     /// The HTTP endpoint's address and limits.

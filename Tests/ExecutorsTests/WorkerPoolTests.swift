@@ -56,29 +56,25 @@ final class WorkerPoolTests: XCTestCase {
         // Many fresh threads: a thread naming itself must not race its creator.
         for i in 0..<20 {
             let pool = WorkerPool(name: "test-named\(i)", width: 2)
-            let name = await pool.run { () -> String in
-                #if os(Linux)
-                let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
-                return comm.trimmingCharacters(in: .newlines)
-                #else
-                return Thread.current.name ?? ""
-                #endif
-            }
+            let name = await pool.run { Self.osThreadName() }
             XCTAssertEqual(name, "test-named\(i)-1")
         }
+    }
+
+    /// The calling thread's name as the operating system holds it.
+    static func osThreadName() -> String {
+        #if os(Linux)
+        let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
+        return comm.trimmingCharacters(in: .newlines)
+        #else
+        return Thread.current.name ?? ""
+        #endif
     }
 
     /// Linux keeps 15 bytes of a thread's name: a longer one is cut, not dropped.
     func testLongNamesAreCutToFifteenBytes() async throws {
         let pool = WorkerPool(name: "test-a-rather-long-pool-name", width: 1)
-        let name = await pool.run { () -> String in
-            #if os(Linux)
-            let comm = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? ""
-            return comm.trimmingCharacters(in: .newlines)
-            #else
-            return Thread.current.name ?? ""
-            #endif
-        }
+        let name = await pool.run { Self.osThreadName() }
         XCTAssertEqual(name, "test-a-rather-l")
     }
 
