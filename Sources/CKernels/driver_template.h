@@ -2,34 +2,20 @@
 // once per kernel family (gemm.c includes this file with CK_SUFFIX, CK_MR, CK_NR and
 // CK_MICROKERNEL defined, under that family's target attribute). Internal to CKernels.
 //
-// Blocking: the packed B is ceil(N/NR) panels of K x NR. A call's threads share out either the
-// panels (columns of the output, statically) or, for tall outputs, chunks of whole MR-row tiles
-// taken from an atomic counter (each thread then packs only its own rows of A, and a thread
-// the OS holds back delays the call by one chunk). For each KC-deep slice of K and each row block
-// (at most MC rows, blocks of nearly equal size), a thread packs the A block into MR-row
-// micro-panels (k-major, zero padded) and sweeps its panels; one panel's KC x NR slice stays in
-// L1 while the micro-tiles of the block pass over it. On the last slice the micro-kernel adds the
-// bias and applies QuickGELU in registers as it stores a full tile; edge tiles, GELU (erf) and
-// nothing else go through the scalar-loop epilogue.
+// Blocking: the packed B is ceil(N/NR) panels of K x NR. A call is cut into work items, each a
+// row block of at most CK_MB rows (blocks of nearly equal size) against a group of panels;
+// threads take items from an atomic counter, row block first. Within an item, for each KC-deep
+// slice of K and each panel, the panel's KC x NR slice of B stays in L1 while every row tile of
+// the block passes over it, so B is read from memory once per row block, and the next slice of
+// B is prefetched into L2 meanwhile. The micro-kernel reads the MR rows of a tile of A in place
+// (no packing of A); a partial last tile reads a zero-padded copy. On the last slice the
+// micro-kernel adds the bias and applies QuickGELU in registers as it stores a full tile; edge
+// tiles, GELU (erf) and nothing else go through the scalar-loop epilogue. Attention's small
+// products run on the same micro-kernel over packed operands.
 
 #define CK_CAT2(a, b) a##b
 #define CK_CAT(a, b) CK_CAT2(a, b)
 #define CK_NAME(name) CK_CAT(name, CK_SUFFIX)
-
-static void CK_NAME(pack_a_)(float *restrict dst, const float *restrict a, int lda, int rows, int kc) {
-    for (int i0 = 0; i0 < rows; i0 += CK_MR) {
-        int r = rows - i0 < CK_MR ? rows - i0 : CK_MR;
-        const float *src = a + (size_t)i0 * lda;
-        if (r == CK_MR) {
-            for (int p = 0; p < kc; p++)
-                for (int i = 0; i < CK_MR; i++) dst[p * CK_MR + i] = src[(size_t)i * lda + p];
-        } else {
-            for (int p = 0; p < kc; p++)
-                for (int i = 0; i < CK_MR; i++) dst[p * CK_MR + i] = i < r ? src[(size_t)i * lda + p] : 0.0f;
-        }
-        dst += (size_t)CK_MR * kc;
-    }
-}
 
 static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, const float *restrict bias, int act) {
     for (int r = 0; r < rows; r++) {
@@ -44,34 +30,55 @@ static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, c
     }
 }
 
-/// Rows rlo..<rhi of C against panels p0..<p1.
-static void CK_NAME(gemm_range_)(const struct ck_gemm_job *job, int rlo, int rhi, int p0, int p1) {
-    const int n = job->n, k = job->k;
-    // Row blocks of (nearly) equal size, each a whole number of tiles and at most CK_MC rows.
-    const int rows_total = rhi - rlo;
-    const int blocks = (rows_total + CK_MC - 1) / CK_MC;
-    int mcb = ((rows_total + blocks - 1) / blocks + CK_MR - 1) / CK_MR * CK_MR;
-    if (mcb > CK_MC) mcb = CK_MC / CK_MR * CK_MR;   // the A buffer holds CK_MC rows
-    float *apack = ck_thread_apack();
+/// The work items of one call: (row block, panel group) pairs, row block major, taken one at a
+/// time from an atomic counter. Within an item, for each K slice and each panel, the panel's
+/// KC x NR slice of B stays in L1 while every row tile of the block passes over it (B is read
+/// from memory once per block), and the group's columns of C stay in L2 from one K slice to the
+/// next. The micro-kernel reads the rows of A in place; a block's last, partial row tile reads
+/// a zero-padded copy of its rows.
+static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
+    struct ck_gemm_job *job = ctx;
+    (void)tid; (void)threads;
+    const int m = job->m, n = job->n, k = job->k, mb = job->mb, lda = job->lda;
+    const int panels = (n + CK_NR - 1) / CK_NR, items = job->mblocks * job->groups;
+    float edge[CK_MR * CK_KC] __attribute__((aligned(64)));
     float tile[CK_MR * CK_NR] __attribute__((aligned(64)));
     const int act = job->act == CK_ACT_QUICKGELU ? CK_ACT_QUICKGELU : CK_ACT_NONE;   // GELU: the epilogue
-    for (int k0 = 0; k0 < k; k0 += CK_KC) {
-        const int kc = k - k0 < CK_KC ? k - k0 : CK_KC;
-        const int first = k0 == 0, last = k0 + kc >= k;
-        const int load = job->accumulate || !first;
-        for (int m0 = rlo; m0 < rhi; m0 += mcb) {
-            const int mc = rhi - m0 < mcb ? rhi - m0 : mcb;
-            CK_NAME(pack_a_)(apack, job->a + (size_t)m0 * job->lda + k0, job->lda, mc, kc);
+    for (int item; (item = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < items;) {
+        const int block = item / job->groups, g = item % job->groups;
+        const int m0 = block * mb, mc = m - m0 < mb ? m - m0 : mb;
+        const int full = mc / CK_MR * CK_MR, tail = mc - full;   // rows in whole tiles; rows left
+        const int p0 = g * job->group, p1 = p0 + job->group < panels ? p0 + job->group : panels;
+        for (int k0 = 0; k0 < k; k0 += CK_KC) {
+            const int kc = k - k0 < CK_KC ? k - k0 : CK_KC;
+            const int first = k0 == 0, last = k0 + kc >= k;
+            const int load = job->accumulate || !first;
+            const float *as = job->a + (size_t)m0 * lda + k0;
+            if (tail) {
+                for (int r = 0; r < CK_MR; r++)
+                    for (int p = 0; p < kc; p++) edge[r * kc + p] = r < tail ? as[(size_t)(full + r) * lda + p] : 0.0f;
+            }
             for (int p = p0; p < p1; p++) {
                 const int j0 = p * CK_NR;
                 const int cols = n - j0 < CK_NR ? n - j0 : CK_NR;
                 const float *bp = job->packed_b + (size_t)p * k * CK_NR + (size_t)k0 * CK_NR;
                 const float *bias = last && job->bias ? job->bias + j0 : NULL;
-                for (int i0 = 0; i0 < mc; i0 += CK_MR) {
+                // The next B slice (the next panel's, or the group's first at the next K slice) is
+                // fetched into L2 a share per tile, so that no tile waits on memory for B: slices
+                // of different panels are not adjacent, so the hardware prefetcher cannot.
+                const int next_k0 = p + 1 < p1 ? k0 : k0 + CK_KC;
+                const float *bnext = next_k0 < k ? job->packed_b + (size_t)(p + 1 < p1 ? p + 1 : p0) * k * CK_NR + (size_t)next_k0 * CK_NR : NULL;
+                const int bnext_lines = bnext ? (k - next_k0 < CK_KC ? k - next_k0 : CK_KC) * CK_NR / 16 : 0;
+                const int tiles = (mc + CK_MR - 1) / CK_MR;
+                const int per_tile = (bnext_lines + tiles - 1) / tiles;
+                for (int i0 = 0, line = 0; i0 < mc; i0 += CK_MR) {
                     const int rows = mc - i0 < CK_MR ? mc - i0 : CK_MR;
                     float *ct = job->c + (size_t)(m0 + i0) * job->ldc + j0;
-                    const float *ap = apack + (size_t)i0 * kc;
-                    // The next tile's C rows are fetched while this one computes (C outgrows L2).
+                    const float *ap = rows == CK_MR ? as + (size_t)i0 * lda : edge;
+                    const int alda = rows == CK_MR ? lda : kc;
+                    for (int l = 0; l < per_tile && line < bnext_lines; l++, line++)
+                        __builtin_prefetch(bnext + (size_t)line * 16, 0, 2);
+                    // The next tile's C rows are fetched while this one computes.
                     const float *next = i0 + CK_MR < mc ? ct + (size_t)CK_MR * job->ldc
                                       : (p + 1 < p1 ? job->c + (size_t)m0 * job->ldc + j0 + CK_NR : NULL);
                     const int next_rows = i0 + CK_MR < mc ? (mc - i0 - CK_MR < CK_MR ? mc - i0 - CK_MR : CK_MR)
@@ -83,13 +90,13 @@ static void CK_NAME(gemm_range_)(const struct ck_gemm_job *job, int rlo, int rhi
                         }
                     if (rows == CK_MR && cols == CK_NR) {
                         // Bias and QuickGELU applied in registers as the finished tile is stored.
-                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
+                        CK_MICROKERNEL_DIRECT(kc, ap, alda, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
                         if (last && job->act == CK_ACT_GELU) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, NULL, job->act);
                     } else {
                         for (int r = 0; r < CK_MR; r++)
                             for (int j = 0; j < CK_NR; j++)
                                 tile[r * CK_NR + j] = (load && r < rows && j < cols) ? ct[(size_t)r * job->ldc + j] : 0.0f;
-                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
+                        CK_MICROKERNEL_DIRECT(kc, ap, alda, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
                         for (int r = 0; r < rows; r++)
                             for (int j = 0; j < cols; j++) ct[(size_t)r * job->ldc + j] = tile[r * CK_NR + j];
                         if (last) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, bias, job->act);
@@ -97,23 +104,6 @@ static void CK_NAME(gemm_range_)(const struct ck_gemm_job *job, int rlo, int rhi
                 }
             }
         }
-    }
-}
-
-static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
-    struct ck_gemm_job *job = ctx;
-    const int panels = (job->n + CK_NR - 1) / CK_NR;
-    if (job->split_rows) {
-        for (;;) {
-            const int chunk = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
-            if (chunk >= job->chunks) break;
-            const int rlo = chunk * job->chunk_tiles * CK_MR;
-            const int rhi = rlo + job->chunk_tiles * CK_MR < job->m ? rlo + job->chunk_tiles * CK_MR : job->m;
-            CK_NAME(gemm_range_)(job, rlo, rhi, 0, panels);
-        }
-    } else {
-        const int p0 = (int)((long)panels * tid / threads), p1 = (int)((long)panels * (tid + 1) / threads);
-        if (p0 < p1) CK_NAME(gemm_range_)(job, 0, job->m, p0, p1);
     }
 }
 

@@ -208,10 +208,12 @@ final class VisionForward {
         layerNormForward(out: stream, mean: lnPreMean, rstd: lnPreRstd, inp: embeddings,
                          weight: params["visual.ln_pre.weight"], bias: params["visual.ln_pre.bias"], n: b * t, c: w, eps: eps)
         observe("vision.ln_pre", [b, t, w], stream)
+        // The last block computes past attention only the class tokens, all that is read afterwards.
+        let classRows = observer == nil ? (0..<b).map { $0 * t } : nil
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "visual.transformer.resblocks.\(i)"), acts: acts,
                          causal: false, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil,
-                         packed: packed?.blocks[i])
+                         packed: packed?.blocks[i], outputRows: i == blocks.count - 1 ? classRows : nil)
             if observer != nil {
                 observe("vision.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("vision.resblock.\(i)", [b, t, w], stream)
@@ -286,10 +288,12 @@ final class TextForward {
                              positional: params["positional_embedding"], b: b, t: t, c: w)
         }
         observe("text.embeddings", [b, t, w], stream)
+        // The last block computes past attention only the pooled rows, all that is read afterwards.
+        let poolRows = observer == nil ? (0..<b).map { $0 * t + pool[$0] } : nil
         for (i, acts) in blocks.enumerated() {
             blockForward(stream, weights: BlockWeights(params, prefix: "transformer.resblocks.\(i)"), acts: acts,
                          causal: true, activation: cfg.activation, eps: eps, keepIntermediates: observer != nil,
-                         packed: packed?.blocks[i])
+                         packed: packed?.blocks[i], outputRows: i == blocks.count - 1 ? poolRows : nil)
             if observer != nil {
                 observe("text.resblock.\(i).after_attn", [b, t, w], acts.afterAttn)
                 observe("text.resblock.\(i)", [b, t, w], stream)

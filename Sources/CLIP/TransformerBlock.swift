@@ -56,15 +56,16 @@ struct BlockWeights {
 /// `x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))` in place on the residual stream x [B,T,C].
 /// The residual additions are folded into the projections' sgemm (beta = 1). The block input and
 /// the stream after attention are kept only when backward (training) or an observer needs them.
-/// With `packed` (inference only) the same block runs on the packed kernels: `packedBlockForward`.
+/// With `packed` (inference only) the same block runs on the packed kernels: `packedBlockForward`,
+/// which takes `outputRows` (see there).
 func blockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, acts a: BlockActivations,
                   causal: Bool, activation: Activation, eps: Float, keepIntermediates: Bool = false,
-                  packed: PackedBlock? = nil) {
+                  packed: PackedBlock? = nil, outputRows: [Int]? = nil) {
     let n = a.n, c = a.c, m = a.m
     let training = a.att != nil
     if let packed, !training {
         packedBlockForward(x, weights: w, packed: packed, acts: a, causal: causal, activation: activation, eps: eps,
-                           keepIntermediates: keepIntermediates)
+                           keepIntermediates: keepIntermediates, outputRows: outputRows)
         return
     }
     if training { a.input.update(from: x, count: n * c) }
@@ -93,17 +94,41 @@ func residualLinear(_ x: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>,
 /// The inference twin of `blockForward` on weights packed once: bias in every GEMM's write-back,
 /// the activation in c_fc's, the residual adds in out_proj's and c_proj's; attention per
 /// (image, head) in cache on the kernels' pool. `a.fc` (pre-activation) is not materialised.
+/// With `outputRows` (the last block, whose only rows read afterwards are the pooled ones: each
+/// image's class token, each caption's end-of-text token) everything after attention runs on
+/// those rows alone, and only they of `x` are updated. Every row of a GEMM is computed on its own,
+/// so those rows come out as they would with all rows.
 func packedBlockForward(_ x: UnsafeMutablePointer<Float>, weights w: BlockWeights, packed pk: PackedBlock,
                         acts a: BlockActivations, causal: Bool, activation: Activation, eps: Float,
-                        keepIntermediates: Bool) {
+                        keepIntermediates: Bool, outputRows: [Int]? = nil) {
     let n = a.n, c = a.c
     let kernel = pk.inProj.kernel
     packedLayerNormForward(out: a.ln1, inp: x, weight: w.ln1W, bias: w.ln1B, n: n, c: c, eps: eps, kernel: kernel)
     packedLinearForward(out: a.qkv, inp: a.ln1, weight: pk.inProj, bias: w.inProjB, m: n)
     packedAttentionForward(out: a.attnOut, qkv: a.qkv, b: a.b, t: a.t, c: c, nh: a.nh, causal: causal, kernel: kernel)
-    packedLinearForward(out: x, inp: a.attnOut, weight: pk.outProj, bias: w.outProjB, m: n, accumulate: true)
-    if keepIntermediates { a.afterAttn.update(from: x, count: n * c) }
-    packedLayerNormForward(out: a.ln2, inp: x, weight: w.ln2W, bias: w.ln2B, n: n, c: c, eps: eps, kernel: kernel)
-    packedLinearForward(out: a.act, inp: a.ln2, weight: pk.fc, bias: w.fcB, m: n, activation: .activation(activation))
-    packedLinearForward(out: x, inp: a.act, weight: pk.proj, bias: w.projB, m: n, accumulate: true)
+    if let rows = outputRows, !keepIntermediates {
+        // The chosen rows of the stream and of the heads, gathered into buffers free by now.
+        let xs = a.ln1, heads = a.afterAttn
+        for (j, row) in rows.enumerated() {
+            (xs + j * c).update(from: x + row * c, count: c)
+            (heads + j * c).update(from: a.attnOut + row * c, count: c)
+        }
+        mlpHalf(xs, heads: heads, rows: rows.count, weights: w, packed: pk, acts: a, activation: activation, eps: eps, kernel: kernel)
+        for (j, row) in rows.enumerated() { (x + row * c).update(from: xs + j * c, count: c) }
+        return
+    }
+    mlpHalf(x, heads: a.attnOut, rows: n, weights: w, packed: pk, acts: a, activation: activation, eps: eps, kernel: kernel,
+            keepIntermediates: keepIntermediates)
+}
+
+/// out_proj with its residual add, then `x = x + mlp(ln_2(x))`, on `rows` rows of x.
+private func mlpHalf(_ x: UnsafeMutablePointer<Float>, heads: UnsafePointer<Float>, rows: Int, weights w: BlockWeights,
+                     packed pk: PackedBlock, acts a: BlockActivations, activation: Activation, eps: Float,
+                     kernel: InferenceKernel, keepIntermediates: Bool = false) {
+    let c = a.c
+    packedLinearForward(out: x, inp: heads, weight: pk.outProj, bias: w.outProjB, m: rows, accumulate: true)
+    if keepIntermediates { a.afterAttn.update(from: x, count: rows * c) }
+    packedLayerNormForward(out: a.ln2, inp: x, weight: w.ln2W, bias: w.ln2B, n: rows, c: c, eps: eps, kernel: kernel)
+    packedLinearForward(out: a.act, inp: a.ln2, weight: pk.fc, bias: w.fcB, m: rows, activation: .activation(activation))
+    packedLinearForward(out: x, inp: a.act, weight: pk.proj, bias: w.projB, m: rows, accumulate: true)
 }

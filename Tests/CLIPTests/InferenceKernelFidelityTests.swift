@@ -30,6 +30,11 @@ final class InferenceKernelFidelityTests: XCTestCase {
             var seen: [String: [Float]] = [:]
             let features = model.encodeImages(pixels, count: Self.imageKeys.count) { name, _, values in seen[name] = Array(values) }
             imageFeatures[kernel] = features.data
+            // Without an observer the last block runs past attention on the class tokens alone.
+            let pooledOnly = model.encodeImages(pixels, count: Self.imageKeys.count)
+            XCTAssertLessThan(fidelity("\(kernel.rawValue) image_features (class rows only)", pooledOnly.data, ref("image_features")), 1e-5,
+                              kernel.rawValue)
+            XCTAssertLessThan(maxAbsDiff(pooledOnly.data, features.data), 1e-6, kernel.rawValue)
             XCTAssertLessThan(fidelity("\(kernel.rawValue) image_features", features.data, ref("image_features")), 1e-5, kernel.rawValue)
             XCTAssertLessThan(fidelity("\(kernel.rawValue) image_tokens_ln_post", seen["vision.ln_post"]!, ref("image_tokens_ln_post")), 3e-5, kernel.rawValue)
             for name in ["vision.resblock.0.after_attn", "vision.resblock.0", "vision.resblock.1", "vision.pooled", "vision.projected"] {
@@ -47,6 +52,8 @@ final class InferenceKernelFidelityTests: XCTestCase {
             for name in ["text.resblock.0.after_attn", "text.resblock.0", "text.resblock.1", "text.pooled_eot", "text.projected"] {
                 XCTAssertLessThan(fidelity("\(kernel.rawValue) \(name)", full[name]!, ref(name)), 3e-5, "\(kernel.rawValue) \(name)")
             }
+            let eotOnly = try model.encodeTexts([textTokens()[0]], trueLength: false)
+            XCTAssertLessThan(maxAbsDiff(eotOnly.data, full["text.projected"]!), 1e-6, "\(kernel.rawValue) end-of-text rows only")
         }
         // The packed paths agree with the OpenBLAS path far inside the golden tolerance.
         for kernel in paths where kernel != .blas {

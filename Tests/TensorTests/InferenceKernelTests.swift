@@ -50,10 +50,12 @@ final class InferenceKernelTests: XCTestCase {
     }
 
     func testPackedGemmMatchesNaiveTwinOnOddSizesForEveryKernel() {
-        // The last four are tall enough (>= 8 row tiles per thread) for the split by rows; on AVX-512,
-        // M = 5, 13, 37, 50, 97 and 170 take the 10-row tiles, the others the 12-row ones.
+        // Work items are (row block, panel group) pairs: the last one has two row blocks (over 768
+        // rows), the others one, and the wider ones several panel groups. On AVX-512, M = 5, 13, 37,
+        // 50, 97 and 170 take the 10-row tiles, the others the 12-row ones; most leave a partial row
+        // tile, which reads a zero-padded copy of its rows.
         let shapes = [(1, 1, 1), (1, 33, 17), (5, 7, 3), (13, 31, 257), (37, 65, 300), (50, 200, 130), (97, 70, 513), (11, 512, 768),
-                      (203, 45, 70), (301, 37, 29), (389, 66, 260), (170, 50, 40)]
+                      (203, 45, 70), (301, 37, 29), (389, 66, 260), (170, 50, 40), (1000, 70, 300)]
         for kernel in families {
             for (m, n, k) in shapes {
                 let a = randoms(m * k), wt = randoms(n * k), wn = randoms(k * n), bias = randoms(n), residual = randoms(m * n)

@@ -43,8 +43,7 @@ void ck_pack_b(int kernel, float *dst, const float *b, int n, int k, int ldb);
 /// C[M,N] (row stride ldc) = act(A[M,K] (row stride lda) * B + bias) with B packed by
 /// ck_pack_b*/ for the same kernel; with accumulate != 0, C += A * B + bias instead (the
 /// residual add; act must then be CK_ACT_NONE). bias may be NULL. Uses up to `threads` threads
-/// of the pool, split over column panels of the output, or over its row tiles when M has at
-/// least 8 tiles per thread.
+/// of the pool, which take (row block, panel group) work items of the output one at a time.
 void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
                     const float *a, int lda, const float *packed_b,
                     const float *bias, int act, int accumulate, float *c, int ldc);
