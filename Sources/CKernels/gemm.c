@@ -423,22 +423,39 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
     default: break;
     }
 #endif
-    const int nr = ck_kernel_nr(kernel), panels = (n + nr - 1) / nr;
-    // Row blocks of at most CK_MB rows (a K slice of the block stays in L2 while the panels of an
-    // item pass over it), blocks of nearly equal size, each a whole number of row tiles.
-    int mb = CK_MB / mr * mr;
-    job.mblocks = (m + mb - 1) / mb;
-    job.mb = ((m + job.mblocks - 1) / job.mblocks + mr - 1) / mr * mr;
+    const int nr = ck_kernel_nr(kernel), panels = (n + nr - 1) / nr, tiles = (m + mr - 1) / mr;
     // A share below ~1 MFLOP costs more to hand over than to compute.
     if ((double)m * n * k < 1e6) threads = 1;
-    // Panel groups: the group's columns of C for one block fit CK_CGROUP bytes (they stay in L2
-    // across K slices), and there are about three items per thread.
-    int group = CK_CGROUP / (job.mb * nr * (int)sizeof(float));
-    const int balanced = job.mblocks * panels / (3 * threads);
-    if (threads > 1 && group > balanced) group = balanced;
-    if (group < 1) group = 1;
-    job.group = group;
-    job.groups = (panels + group - 1) / group;
+    // The items' shape: with several threads at least three items each (so that a thread the OS
+    // holds back costs the others little), cut into row blocks and panel groups so that items
+    // are as near square as they can be: an item reads its rows of A once per panel slice of B
+    // and B once per row block, so memory traffic per flop goes as 1/rows + 1/columns. Row
+    // blocks are at most CK_MB rows (a K slice of the block stays in L2), a group's columns of C
+    // for one block at most CK_CGROUP bytes (they stay in L2 across K slices).
+    const int want = threads > 1 ? 3 * threads : 1;
+    double best = 0;
+    for (int blocks = (tiles * mr + CK_MB - 1) / CK_MB; blocks <= tiles && blocks <= want; blocks++) {
+        const int mb = (tiles + blocks - 1) / blocks * mr;
+        const int per_block = (want + blocks - 1) / blocks;   // groups each row block needs
+        int group = CK_CGROUP / (mb * nr * (int)sizeof(float));
+        if (group > panels / per_block) group = panels / per_block;
+        if (group < 1) group = 1;
+        const double cost = 1.0 / mb + 1.0 / (group * nr);
+        if (best == 0 || cost < best) {
+            best = cost;
+            job.mb = mb;
+            job.mblocks = (m + mb - 1) / mb;
+            job.group = group;
+        }
+        if (blocks == tiles) break;
+    }
+    if (best == 0) {   // more rows than CK_MB per wanted item: blocks of CK_MB rows, groups by L2
+        job.mb = CK_MB / mr * mr;
+        job.mblocks = (m + job.mb - 1) / job.mb;
+        job.group = CK_CGROUP / (job.mb * nr * (int)sizeof(float));
+        if (job.group < 1) job.group = 1;
+    }
+    job.groups = (panels + job.group - 1) / job.group;
     if (threads > job.mblocks * job.groups) threads = job.mblocks * job.groups;
     ck_pool_run(task, &job, threads);
 }

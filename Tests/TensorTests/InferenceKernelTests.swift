@@ -50,8 +50,9 @@ final class InferenceKernelTests: XCTestCase {
     }
 
     func testPackedGemmMatchesNaiveTwinOnOddSizesForEveryKernel() {
-        // Work items are (row block, panel group) pairs: the last one has two row blocks (over 768
-        // rows), the others one, and the wider ones several panel groups. On AVX-512, M = 5, 13, 37,
+        // Work items are (row block, panel group) pairs: with 2 and 3 threads the taller shapes are
+        // cut into row blocks as well as panel groups; the last shape has over 768 rows, so two
+        // row blocks even on one thread. On AVX-512, M = 5, 13, 37,
         // 50, 97 and 170 take the 10-row tiles, the others the 12-row ones; most leave a partial row
         // tile, which reads a zero-padded copy of its rows.
         let shapes = [(1, 1, 1), (1, 33, 17), (5, 7, 3), (13, 31, 257), (37, 65, 300), (50, 200, 130), (97, 70, 513), (11, 512, 768),
