@@ -3,19 +3,35 @@
 // CK_MICROKERNEL defined, under that family's target attribute). Internal to CKernels.
 //
 // Blocking: the packed B is ceil(N/NR) panels of K x NR. A call is cut into work items, each a
-// row block of at most CK_MB rows (blocks of nearly equal size) against a group of panels;
-// threads take items from an atomic counter, row block first. Within an item, for each KC-deep
-// slice of K and each panel, the panel's KC x NR slice of B stays in L1 while every row tile of
-// the block passes over it, so B is read from memory once per row block, and the next slice of
-// B is prefetched into L2 meanwhile. The micro-kernel reads the MR rows of a tile of A in place
-// (no packing of A); a partial last tile reads a zero-padded copy. On the last slice the
-// micro-kernel adds the bias and applies QuickGELU in registers as it stores a full tile; edge
-// tiles, GELU (erf) and nothing else go through the scalar-loop epilogue. Attention's small
-// products run on the same micro-kernel over packed operands.
+// row block of A (blocks of nearly equal size, at most CK_MB rows and CK_APACK floats of packed
+// A) against a group of panels, shaped as ck_gemm_packed says; threads take items from an atomic
+// counter, row block first.
+// A thread packs a row block of A, every K slice, into MR-row micro-panels (k-major, zero
+// padded) when its item moves to a new block. Within an item, for each KC-deep slice of K and
+// each panel, the panel's KC x NR slice of B stays in L1 while every row tile of the block
+// passes over it, so B is read from memory once per row block, and the next slice of B is
+// prefetched into L2 meanwhile. On the last slice the micro-kernel adds the bias and applies
+// QuickGELU in registers as it stores a full tile; edge tiles, GELU (erf) and nothing else go
+// through the scalar-loop epilogue.
 
 #define CK_CAT2(a, b) a##b
 #define CK_CAT(a, b) CK_CAT2(a, b)
 #define CK_NAME(name) CK_CAT(name, CK_SUFFIX)
+
+static void CK_NAME(pack_a_)(float *restrict dst, const float *restrict a, int lda, int rows, int kc) {
+    for (int i0 = 0; i0 < rows; i0 += CK_MR) {
+        int r = rows - i0 < CK_MR ? rows - i0 : CK_MR;
+        const float *src = a + (size_t)i0 * lda;
+        if (r == CK_MR) {
+            for (int p = 0; p < kc; p++)
+                for (int i = 0; i < CK_MR; i++) dst[p * CK_MR + i] = src[(size_t)i * lda + p];
+        } else {
+            for (int p = 0; p < kc; p++)
+                for (int i = 0; i < CK_MR; i++) dst[p * CK_MR + i] = i < r ? src[(size_t)i * lda + p] : 0.0f;
+        }
+        dst += (size_t)CK_MR * kc;
+    }
+}
 
 static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, const float *restrict bias, int act) {
     for (int r = 0; r < rows; r++) {
@@ -31,33 +47,35 @@ static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, c
 }
 
 /// The work items of one call: (row block, panel group) pairs, row block major, taken one at a
-/// time from an atomic counter. Within an item, for each K slice and each panel, the panel's
-/// KC x NR slice of B stays in L1 while every row tile of the block passes over it (B is read
-/// from memory once per block), and the group's columns of C stay in L2 from one K slice to the
-/// next. The micro-kernel reads the rows of A in place; a block's last, partial row tile reads
-/// a zero-padded copy of its rows.
+/// time from an atomic counter. A thread packs a row block of A (every K slice) when its item
+/// moves to a new block, so A is packed about once per thread per block. Within an item, for each
+/// K slice and each panel, the panel's KC x NR slice stays in L1 while every row tile of the block
+/// passes over it (B is read from memory once per block), and the group's columns of C stay in
+/// L2 from one K slice to the next.
 static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
     struct ck_gemm_job *job = ctx;
     (void)tid; (void)threads;
-    const int m = job->m, n = job->n, k = job->k, mb = job->mb, lda = job->lda;
+    const int m = job->m, n = job->n, k = job->k, mb = job->mb;
     const int panels = (n + CK_NR - 1) / CK_NR, items = job->mblocks * job->groups;
-    float edge[CK_MR * CK_KC] __attribute__((aligned(64)));
+    float *apack = ck_thread_apack((size_t)mb * k);
+    int packed = -1;
     float tile[CK_MR * CK_NR] __attribute__((aligned(64)));
     const int act = job->act == CK_ACT_QUICKGELU ? CK_ACT_QUICKGELU : CK_ACT_NONE;   // GELU: the epilogue
     for (int item; (item = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < items;) {
         const int block = item / job->groups, g = item % job->groups;
         const int m0 = block * mb, mc = m - m0 < mb ? m - m0 : mb;
-        const int full = mc / CK_MR * CK_MR, tail = mc - full;   // rows in whole tiles; rows left
+        if (block != packed) {
+            for (int k0 = 0; k0 < k; k0 += CK_KC)
+                CK_NAME(pack_a_)(apack + (size_t)mb * k0, job->a + (size_t)m0 * job->lda + k0, job->lda, mc,
+                                 k - k0 < CK_KC ? k - k0 : CK_KC);
+            packed = block;
+        }
         const int p0 = g * job->group, p1 = p0 + job->group < panels ? p0 + job->group : panels;
         for (int k0 = 0; k0 < k; k0 += CK_KC) {
             const int kc = k - k0 < CK_KC ? k - k0 : CK_KC;
             const int first = k0 == 0, last = k0 + kc >= k;
             const int load = job->accumulate || !first;
-            const float *as = job->a + (size_t)m0 * lda + k0;
-            if (tail) {
-                for (int r = 0; r < CK_MR; r++)
-                    for (int p = 0; p < kc; p++) edge[r * kc + p] = r < tail ? as[(size_t)(full + r) * lda + p] : 0.0f;
-            }
+            const float *as = apack + (size_t)mb * k0;
             for (int p = p0; p < p1; p++) {
                 const int j0 = p * CK_NR;
                 const int cols = n - j0 < CK_NR ? n - j0 : CK_NR;
@@ -74,8 +92,7 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                 for (int i0 = 0, line = 0; i0 < mc; i0 += CK_MR) {
                     const int rows = mc - i0 < CK_MR ? mc - i0 : CK_MR;
                     float *ct = job->c + (size_t)(m0 + i0) * job->ldc + j0;
-                    const float *ap = rows == CK_MR ? as + (size_t)i0 * lda : edge;
-                    const int alda = rows == CK_MR ? lda : kc;
+                    const float *ap = as + (size_t)i0 * kc;
                     for (int l = 0; l < per_tile && line < bnext_lines; l++, line++)
                         __builtin_prefetch(bnext + (size_t)line * 16, 0, 2);
                     // The next tile's C rows are fetched while this one computes.
@@ -90,13 +107,13 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                         }
                     if (rows == CK_MR && cols == CK_NR) {
                         // Bias and QuickGELU applied in registers as the finished tile is stored.
-                        CK_MICROKERNEL_DIRECT(kc, ap, alda, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
+                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
                         if (last && job->act == CK_ACT_GELU) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, NULL, job->act);
                     } else {
                         for (int r = 0; r < CK_MR; r++)
                             for (int j = 0; j < CK_NR; j++)
                                 tile[r * CK_NR + j] = (load && r < rows && j < cols) ? ct[(size_t)r * job->ldc + j] : 0.0f;
-                        CK_MICROKERNEL_DIRECT(kc, ap, alda, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
+                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
                         for (int r = 0; r < rows; r++)
                             for (int j = 0; j < cols; j++) ct[(size_t)r * job->ldc + j] = tile[r * CK_NR + j];
                         if (last) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, bias, job->act);

@@ -5,6 +5,7 @@
 #include "pool.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,7 +17,8 @@
 #endif
 
 #define CK_KC 256            // depth of one K slice: a 256 x 32 slice of B is 32 KiB (L1)
-#define CK_MB 768            // rows of a row block: its 256-deep slice of A is 768 KiB (L2)
+#define CK_APACK (1 << 20)   // floats of A one thread packs at once (4 MiB): a row block, all of K
+#define CK_MB 768            // rows of a row block at most: its 256-deep slice of A is 768 KiB (L2)
 #define CK_CGROUP (512 * 1024)   // bytes of C one work item updates per K slice (kept in L2)
 
 struct ck_gemm_job {
@@ -36,6 +38,31 @@ struct ck_attention_job {
     int b, t, c, nh, causal;
     atomic_int next;   // the next (image, head) task to take
 };
+
+// Each thread's packed A (one row block of A, every K slice), grown as calls need and freed
+// when the thread ends.
+struct ck_apack { size_t floats; float *data; };
+static pthread_key_t apack_key;
+static pthread_once_t apack_once = PTHREAD_ONCE_INIT;
+static void apack_free(void *p) { struct ck_apack *b = p; free(b->data); free(b); }
+static void apack_key_create(void) { pthread_key_create(&apack_key, apack_free); }
+
+static float *ck_thread_apack(size_t floats) {
+    pthread_once(&apack_once, apack_key_create);
+    struct ck_apack *buffer = pthread_getspecific(apack_key);
+    if (!buffer) {
+        buffer = calloc(1, sizeof *buffer);
+        if (!buffer) abort();
+        pthread_setspecific(apack_key, buffer);
+    }
+    if (buffer->floats < floats) {
+        free(buffer->data);
+        buffer->data = aligned_alloc(64, sizeof(float) * ((floats + 15) / 16 * 16));
+        if (!buffer->data) abort();
+        buffer->floats = floats;
+    }
+    return buffer->data;
+}
 
 struct ck_layernorm_job {
     float *out;
@@ -75,17 +102,15 @@ static inline float ck_fast_exp(float input) {
 #define PORTABLE_MR 4
 #define PORTABLE_NR 16
 
-// Element (i, p) of the A operand is a[p * ks + i * rs]: packed micro-panels (ks = MR, rs = 1) or
-// rows of A read in place (ks = 1, rs = lda).
-static inline void microkernel_portable_any(int kc, const float *restrict a, size_t ks, size_t rs, const float *restrict b,
-                                            float *restrict c, int ldc, int load, const float *restrict bias, int act) {
+static void microkernel_portable(int kc, const float *restrict a, const float *restrict b,
+                                 float *restrict c, int ldc, int load, const float *restrict bias, int act) {
     float acc[PORTABLE_MR][PORTABLE_NR];
     for (int i = 0; i < PORTABLE_MR; i++)
         for (int j = 0; j < PORTABLE_NR; j++) acc[i][j] = load ? c[(size_t)i * ldc + j] : 0.0f;
     for (int p = 0; p < kc; p++) {
         const float *bp = b + (size_t)p * PORTABLE_NR;
         for (int i = 0; i < PORTABLE_MR; i++) {
-            const float av = a[(size_t)p * ks + (size_t)i * rs];
+            const float av = a[p * PORTABLE_MR + i];
             for (int j = 0; j < PORTABLE_NR; j++) acc[i][j] += av * bp[j];
         }
     }
@@ -97,27 +122,15 @@ static inline void microkernel_portable_any(int kc, const float *restrict a, siz
         }
 }
 
-static void microkernel_portable(int kc, const float *restrict a, const float *restrict b,
-                                 float *restrict c, int ldc, int load, const float *restrict bias, int act) {
-    microkernel_portable_any(kc, a, PORTABLE_MR, 1, b, c, ldc, load, bias, act);
-}
-
-static void microkernel_portable_direct(int kc, const float *restrict a, int lda, const float *restrict b,
-                                        float *restrict c, int ldc, int load, const float *restrict bias, int act) {
-    microkernel_portable_any(kc, a, 1, (size_t)lda, b, c, ldc, load, bias, act);
-}
-
 #define CK_SUFFIX portable
 #define CK_MR PORTABLE_MR
 #define CK_NR PORTABLE_NR
 #define CK_MICROKERNEL microkernel_portable
-#define CK_MICROKERNEL_DIRECT microkernel_portable_direct
 #include "driver_template.h"
 #undef CK_SUFFIX
 #undef CK_MR
 #undef CK_NR
 #undef CK_MICROKERNEL
-#undef CK_MICROKERNEL_DIRECT
 
 #ifdef CK_X86
 
@@ -157,60 +170,57 @@ static inline __m256 finish_avx2(__m256 v, const float *bias, int act) {
     return v;
 }
 
-// One body for the kernel on packed A micro-panels and the one reading MR rows of A in place
-// (DIRECT: row i at a + i * lda, advancing one float per k; rows 3.. from a second base).
-#define AVX2_MICROKERNEL(name, DIRECT)                                                                  \
-static void name(int kc, const float *restrict a, int lda, const float *restrict b,                    \
-                 float *restrict c, int ldc, int load, const float *restrict bias, int act) {           \
-    AVX2_ROWS(DECLARE)                                                                                  \
-    if (load) { AVX2_ROWS(LOAD) } else { AVX2_ROWS(ZERO) }                                              \
-    const size_t rs = DIRECT ? (size_t)lda : 1;                                                         \
-    const float *restrict a3 = a + 3 * rs;                                                              \
-    for (int p = 0; p < kc; p++) {                                                                      \
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);                              \
-        AVX2_ROWS(STEP)                                                                                 \
-        if (DIRECT) { a++; a3++; } else { a += AVX2_MR; a3 += AVX2_MR; }                                \
-        b += AVX2_NR;                                                                                   \
-    }                                                                                                   \
-    if (bias || act == CK_ACT_QUICKGELU) {                                                              \
-        const float *b8 = bias ? bias + 8 : NULL;                                                       \
-        AVX2_ROWS(FINISH)                                                                               \
-    }                                                                                                   \
-    AVX2_ROWS(STORE)                                                                                    \
-}
-#define AVX2_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
-#define DECLARE(i) __m256 c##i##0, c##i##1;
-#define LOAD(i) c##i##0 = _mm256_loadu_ps(c + (size_t)(i) * ldc); c##i##1 = _mm256_loadu_ps(c + (size_t)(i) * ldc + 8);
-#define ZERO(i) c##i##0 = _mm256_setzero_ps(); c##i##1 = _mm256_setzero_ps();
-#define STEP(i) { const __m256 av = _mm256_broadcast_ss(&((i) < 3 ? a : a3)[((i) % 3) * rs]);                  \
-                  c##i##0 = _mm256_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm256_fmadd_ps(av, b1, c##i##1); }
-#define FINISH(i) c##i##0 = finish_avx2(c##i##0, bias, act); c##i##1 = finish_avx2(c##i##1, b8, act);
-#define STORE(i) _mm256_storeu_ps(c + (size_t)(i) * ldc, c##i##0); _mm256_storeu_ps(c + (size_t)(i) * ldc + 8, c##i##1);
-AVX2_MICROKERNEL(microkernel_avx2_any, 0)
-AVX2_MICROKERNEL(microkernel_avx2_direct, 1)
-#undef DECLARE
-#undef LOAD
-#undef ZERO
-#undef STEP
-#undef FINISH
-#undef STORE
-
 static void microkernel_avx2(int kc, const float *restrict a, const float *restrict b,
                              float *restrict c, int ldc, int load, const float *restrict bias, int act) {
-    microkernel_avx2_any(kc, a, 0, b, c, ldc, load, bias, act);
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_loadu_ps(c + 0 * (size_t)ldc); c01 = _mm256_loadu_ps(c + 0 * (size_t)ldc + 8);
+        c10 = _mm256_loadu_ps(c + 1 * (size_t)ldc); c11 = _mm256_loadu_ps(c + 1 * (size_t)ldc + 8);
+        c20 = _mm256_loadu_ps(c + 2 * (size_t)ldc); c21 = _mm256_loadu_ps(c + 2 * (size_t)ldc + 8);
+        c30 = _mm256_loadu_ps(c + 3 * (size_t)ldc); c31 = _mm256_loadu_ps(c + 3 * (size_t)ldc + 8);
+        c40 = _mm256_loadu_ps(c + 4 * (size_t)ldc); c41 = _mm256_loadu_ps(c + 4 * (size_t)ldc + 8);
+        c50 = _mm256_loadu_ps(c + 5 * (size_t)ldc); c51 = _mm256_loadu_ps(c + 5 * (size_t)ldc + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (int p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += AVX2_MR;
+        b += AVX2_NR;
+    }
+    if (bias || act == CK_ACT_QUICKGELU) {
+        const float *b8 = bias ? bias + 8 : NULL;
+        c00 = finish_avx2(c00, bias, act); c01 = finish_avx2(c01, b8, act);
+        c10 = finish_avx2(c10, bias, act); c11 = finish_avx2(c11, b8, act);
+        c20 = finish_avx2(c20, bias, act); c21 = finish_avx2(c21, b8, act);
+        c30 = finish_avx2(c30, bias, act); c31 = finish_avx2(c31, b8, act);
+        c40 = finish_avx2(c40, bias, act); c41 = finish_avx2(c41, b8, act);
+        c50 = finish_avx2(c50, bias, act); c51 = finish_avx2(c51, b8, act);
+    }
+    _mm256_storeu_ps(c + 0 * (size_t)ldc, c00); _mm256_storeu_ps(c + 0 * (size_t)ldc + 8, c01);
+    _mm256_storeu_ps(c + 1 * (size_t)ldc, c10); _mm256_storeu_ps(c + 1 * (size_t)ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * (size_t)ldc, c20); _mm256_storeu_ps(c + 2 * (size_t)ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * (size_t)ldc, c30); _mm256_storeu_ps(c + 3 * (size_t)ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * (size_t)ldc, c40); _mm256_storeu_ps(c + 4 * (size_t)ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * (size_t)ldc, c50); _mm256_storeu_ps(c + 5 * (size_t)ldc + 8, c51);
 }
 
 #define CK_SUFFIX avx2
 #define CK_MR AVX2_MR
 #define CK_NR AVX2_NR
 #define CK_MICROKERNEL microkernel_avx2
-#define CK_MICROKERNEL_DIRECT microkernel_avx2_direct
 #include "driver_template.h"
 #undef CK_SUFFIX
 #undef CK_MR
 #undef CK_NR
 #undef CK_MICROKERNEL
-#undef CK_MICROKERNEL_DIRECT
 
 #pragma clang attribute pop
 
@@ -253,20 +263,16 @@ static inline __m512 finish_avx512(__m512 v, const float *bias, int act) {
 }
 
 // One body for the 12-row kernel and the 10-row one (the driver picks 10 rows where it pads M
-// less, e.g. the 50 tokens of one image); both 32 columns, so they share the packed B. Each
-// comes on packed A micro-panels and (DIRECT) reading the rows of A in place: row i at
-// a + i * lda, from four bases three rows apart, advancing one float per k.
-#define AVX512_MICROKERNEL(name, ROWS, MR, DIRECT)                                                      \
-static void name(int kc, const float *restrict a, int lda, const float *restrict b,                    \
+// less, e.g. the 50 tokens of one image); both 32 columns, so they share the packed B.
+#define AVX512_MICROKERNEL(name, ROWS, MR)                                                              \
+static void name(int kc, const float *restrict a, const float *restrict b,                              \
                  float *restrict c, int ldc, int load, const float *restrict bias, int act) {           \
     ROWS(DECLARE)                                                                                       \
     if (load) { ROWS(LOAD) } else { ROWS(ZERO) }                                                        \
-    const size_t rs = DIRECT ? (size_t)lda : 1;                                                         \
-    const float *restrict a3 = a + 3 * rs, *restrict a6 = a + 6 * rs, *restrict a9 = a + 9 * rs;        \
     for (int p = 0; p < kc; p++) {                                                                      \
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);                             \
         ROWS(STEP)                                                                                      \
-        if (DIRECT) { a++; a3++; a6++; a9++; } else { a += MR; a3 += MR; a6 += MR; a9 += MR; }          \
+        a += MR;                                                                                        \
         b += AVX512_NR;                                                                                 \
     }                                                                                                   \
     if (bias || act == CK_ACT_QUICKGELU) {                                                              \
@@ -278,14 +284,12 @@ static void name(int kc, const float *restrict a, int lda, const float *restrict
 #define DECLARE(i) __m512 c##i##0, c##i##1;
 #define LOAD(i) c##i##0 = _mm512_loadu_ps(c + (size_t)(i) * ldc); c##i##1 = _mm512_loadu_ps(c + (size_t)(i) * ldc + 16);
 #define ZERO(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
-#define STEP(i) { const __m512 av = _mm512_set1_ps(((i) < 3 ? a : (i) < 6 ? a3 : (i) < 9 ? a6 : a9)[((i) % 3) * rs]);    \
-                  c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
+#define STEP(i) { const __m512 av = _mm512_set1_ps(a[i]); c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0); c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1); }
 #define FINISH(i) c##i##0 = finish_avx512(c##i##0, bias, act); c##i##1 = finish_avx512(c##i##1, b16, act);
 #define STORE(i) _mm512_storeu_ps(c + (size_t)(i) * ldc, c##i##0); _mm512_storeu_ps(c + (size_t)(i) * ldc + 16, c##i##1);
 #define AVX512_ROWS10(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9)
-AVX512_MICROKERNEL(microkernel_avx512_any, AVX512_ROWS, AVX512_MR, 0)
-AVX512_MICROKERNEL(microkernel_avx512_direct, AVX512_ROWS, AVX512_MR, 1)
-AVX512_MICROKERNEL(microkernel_avx512_10_direct, AVX512_ROWS10, 10, 1)
+AVX512_MICROKERNEL(microkernel_avx512, AVX512_ROWS, AVX512_MR)
+AVX512_MICROKERNEL(microkernel_avx512_10, AVX512_ROWS10, 10)
 #undef DECLARE
 #undef LOAD
 #undef ZERO
@@ -293,34 +297,26 @@ AVX512_MICROKERNEL(microkernel_avx512_10_direct, AVX512_ROWS10, 10, 1)
 #undef FINISH
 #undef STORE
 
-static void microkernel_avx512(int kc, const float *restrict a, const float *restrict b,
-                               float *restrict c, int ldc, int load, const float *restrict bias, int act) {
-    microkernel_avx512_any(kc, a, 0, b, c, ldc, load, bias, act);
-}
-
 #define CK_SUFFIX avx512
 #define CK_MR AVX512_MR
 #define CK_NR AVX512_NR
 #define CK_MICROKERNEL microkernel_avx512
-#define CK_MICROKERNEL_DIRECT microkernel_avx512_direct
 #include "driver_template.h"
 #undef CK_SUFFIX
 #undef CK_MR
 #undef CK_NR
 #undef CK_MICROKERNEL
-#undef CK_MICROKERNEL_DIRECT
 
 #define CK_GEMM_ONLY
 #define CK_SUFFIX avx512_10
 #define CK_MR 10
 #define CK_NR AVX512_NR
-#define CK_MICROKERNEL_DIRECT microkernel_avx512_10_direct
+#define CK_MICROKERNEL microkernel_avx512_10
 #include "driver_template.h"
 #undef CK_SUFFIX
 #undef CK_MR
 #undef CK_NR
 #undef CK_MICROKERNEL
-#undef CK_MICROKERNEL_DIRECT
 #undef CK_GEMM_ONLY
 
 #pragma clang attribute pop
@@ -416,8 +412,7 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
     case CK_KERNEL_AVX2: task = gemm_task_avx2; break;
     case CK_KERNEL_AVX512:
         task = gemm_task_avx512;
-        // 10-row tiles where 12-row ones would leave more of M to the partial last tile (50 rows:
-        // five whole 10-row tiles instead of four 12-row ones and 2 rows left over).
+        // 10-row tiles where 12-row ones would pad M by 4% more (50 rows: 50 instead of 60).
         if ((double)((m + 11) / 12 * 12) > 1.04 * ((m + 9) / 10 * 10)) { task = gemm_task_avx512_10; mr = 10; }
         break;
     default: break;
@@ -430,11 +425,14 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
     // holds back costs the others little), cut into row blocks and panel groups so that items
     // are as near square as they can be: an item reads its rows of A once per panel slice of B
     // and B once per row block, so memory traffic per flop goes as 1/rows + 1/columns. Row
-    // blocks are at most CK_MB rows (a K slice of the block stays in L2), a group's columns of C
-    // for one block at most CK_CGROUP bytes (they stay in L2 across K slices).
+    // blocks are at most CK_MB rows (a K slice of the block stays in L2) and CK_APACK floats of
+    // packed A; a group's columns of C for one block at most CK_CGROUP bytes (they stay in L2
+    // across K slices).
     const int want = threads > 1 ? 3 * threads : 1;
+    int cap = (k > CK_APACK / mr ? mr : CK_APACK / k / mr * mr);
+    if (cap > CK_MB / mr * mr) cap = CK_MB / mr * mr;
     double best = 0;
-    for (int blocks = (tiles * mr + CK_MB - 1) / CK_MB; blocks <= tiles && blocks <= want; blocks++) {
+    for (int blocks = (tiles * mr + cap - 1) / cap; blocks <= tiles && blocks <= want; blocks++) {
         const int mb = (tiles + blocks - 1) / blocks * mr;
         const int per_block = (want + blocks - 1) / blocks;   // groups each row block needs
         int group = CK_CGROUP / (mb * nr * (int)sizeof(float));
@@ -449,8 +447,8 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
         }
         if (blocks == tiles) break;
     }
-    if (best == 0) {   // more rows than CK_MB per wanted item: blocks of CK_MB rows, groups by L2
-        job.mb = CK_MB / mr * mr;
+    if (best == 0) {   // more rows than `cap` per wanted item: blocks of `cap` rows, groups by L2
+        job.mb = cap;
         job.mblocks = (m + job.mb - 1) / job.mb;
         job.group = CK_CGROUP / (job.mb * nr * (int)sizeof(float));
         if (job.group < 1) job.group = 1;

@@ -54,7 +54,7 @@ final class InferenceKernelTests: XCTestCase {
         // cut into row blocks as well as panel groups; the last shape has over 768 rows, so two
         // row blocks even on one thread. On AVX-512, M = 5, 13, 37,
         // 50, 97 and 170 take the 10-row tiles, the others the 12-row ones; most leave a partial row
-        // tile, which reads a zero-padded copy of its rows.
+        // tile, zero padded when A is packed.
         let shapes = [(1, 1, 1), (1, 33, 17), (5, 7, 3), (13, 31, 257), (37, 65, 300), (50, 200, 130), (97, 70, 513), (11, 512, 768),
                       (203, 45, 70), (301, 37, 29), (389, 66, 260), (170, 50, 40), (1000, 70, 300)]
         for kernel in families {
