@@ -46,12 +46,8 @@ static void CK_NAME(epilogue_)(float *restrict c, int ldc, int rows, int cols, c
     }
 }
 
-/// The work items of one call: (row block, panel group) pairs, row block major, taken one at a
-/// time from an atomic counter. A thread packs a row block of A (every K slice) when its item
-/// moves to a new block, so A is packed about once per thread per block. Within an item, for each
-/// K slice and each panel, the panel's KC x NR slice stays in L1 while every row tile of the block
-/// passes over it (B is read from memory once per block), and the group's columns of C stay in
-/// L2 from one K slice to the next.
+/// One thread's share of a call: items until the counter runs out (see the blocking note above);
+/// the group's columns of C stay in L2 from one K slice to the next.
 static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
     struct ck_gemm_job *job = ctx;
     (void)tid; (void)threads;

@@ -445,7 +445,6 @@ void ck_gemm_packed(int kernel, int threads, int m, int n, int k,
             job.mblocks = (m + mb - 1) / mb;
             job.group = group;
         }
-        if (blocks == tiles) break;
     }
     if (best == 0) {   // more rows than `cap` per wanted item: blocks of `cap` rows, groups by L2
         job.mb = cap;
