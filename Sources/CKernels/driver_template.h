@@ -1,6 +1,7 @@
 // The GEMM driver, the fused write-back and the attention kernel, written once and compiled
 // once per kernel family (gemm.c includes this file with CK_SUFFIX, CK_MR, CK_NR and
-// CK_MICROKERNEL defined, under that family's target attribute). Internal to CKernels.
+// CK_MICROKERNEL and CK_PREFETCH_IN_KERNEL defined, under that family's target attribute).
+// Internal to CKernels.
 //
 // Blocking: the packed B is ceil(N/NR) panels of K x NR. A call is cut into work items, each a
 // row block of A (blocks of nearly equal size, at most CK_MB rows and CK_APACK floats of packed
@@ -78,8 +79,9 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                 const float *bp = job->packed_b + (size_t)p * k * CK_NR + (size_t)k0 * CK_NR;
                 const float *bias = last && job->bias ? job->bias + j0 : NULL;
                 // The next B slice (the next panel's, or the group's first at the next K slice) is
-                // fetched into L2 a share per tile, so that no tile waits on memory for B: slices
-                // of different panels are not adjacent, so the hardware prefetcher cannot.
+                // fetched into L2 a share per tile (spread over the tile's k steps where the family
+                // says CK_PREFETCH_IN_KERNEL), so that no tile waits on memory for B: slices of
+                // different panels are not adjacent, so the hardware prefetcher cannot.
                 const int next_k0 = p + 1 < p1 ? k0 : k0 + CK_KC;
                 const float *bnext = next_k0 < k ? job->packed_b + (size_t)(p + 1 < p1 ? p + 1 : p0) * k * CK_NR + (size_t)next_k0 * CK_NR : NULL;
                 const int bnext_lines = bnext ? (k - next_k0 < CK_KC ? k - next_k0 : CK_KC) * CK_NR / 16 : 0;
@@ -89,8 +91,18 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                     const int rows = mc - i0 < CK_MR ? mc - i0 : CK_MR;
                     float *ct = job->c + (size_t)(m0 + i0) * job->ldc + j0;
                     const float *ap = as + (size_t)i0 * kc;
+#if CK_PREFETCH_IN_KERNEL
+                    // This tile's share of the next B slice, one line per k step of the micro-kernel.
+                    const float *pf = bnext ? bnext + (size_t)line * 16 : NULL;
+                    const int pf_lines = per_tile < bnext_lines - line ? per_tile : bnext_lines - line;
+                    line += pf_lines;
+#else
+                    // This tile's share of the next B slice, before the tile.
+                    const float *pf = NULL;
+                    const int pf_lines = 0;
                     for (int l = 0; l < per_tile && line < bnext_lines; l++, line++)
                         __builtin_prefetch(bnext + (size_t)line * 16, 0, 2);
+#endif
                     // The next tile's C rows are fetched while this one computes.
                     const float *next = i0 + CK_MR < mc ? ct + (size_t)CK_MR * job->ldc
                                       : (p + 1 < p1 ? job->c + (size_t)m0 * job->ldc + j0 + CK_NR : NULL);
@@ -103,13 +115,13 @@ static void CK_NAME(gemm_task_)(void *ctx, int tid, int threads) {
                         }
                     if (rows == CK_MR && cols == CK_NR) {
                         // Bias and QuickGELU applied in registers as the finished tile is stored.
-                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE);
+                        CK_MICROKERNEL(kc, ap, bp, ct, job->ldc, load, bias, last ? act : CK_ACT_NONE, pf, pf_lines);
                         if (last && job->act == CK_ACT_GELU) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, NULL, job->act);
                     } else {
                         for (int r = 0; r < CK_MR; r++)
                             for (int j = 0; j < CK_NR; j++)
                                 tile[r * CK_NR + j] = (load && r < rows && j < cols) ? ct[(size_t)r * job->ldc + j] : 0.0f;
-                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE);
+                        CK_MICROKERNEL(kc, ap, bp, tile, CK_NR, 1, NULL, CK_ACT_NONE, pf, pf_lines);
                         for (int r = 0; r < rows; r++)
                             for (int j = 0; j < cols; j++) ct[(size_t)r * job->ldc + j] = tile[r * CK_NR + j];
                         if (last) CK_NAME(epilogue_)(ct, job->ldc, rows, cols, bias, job->act);
@@ -174,7 +186,7 @@ static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
         for (int j0 = 0; j0 < t; j0 += CK_NR)
             for (int r0 = 0; r0 < t; r0 += CK_MR) {
                 if (causal && r0 > j0 + CK_NR - 1) break;
-                CK_MICROKERNEL(hs, kp + (size_t)r0 * hs, qp + (size_t)j0 * hs, st + (size_t)r0 * tq + j0, tq, 0, NULL, CK_ACT_NONE);
+                CK_MICROKERNEL(hs, kp + (size_t)r0 * hs, qp + (size_t)j0 * hs, st + (size_t)r0 * tq + j0, tq, 0, NULL, CK_ACT_NONE, NULL, 0);
             }
         // Softmax over keys for every query column; masked entries become exact zeros.
         for (int i = 0; i < t; i++) { mx[i] = -INFINITY; sm[i] = 0.0f; }
@@ -212,9 +224,9 @@ static void CK_NAME(attention_task_)(void *ctx, int tid, int threads) {
             for (int q = 0; q < hp; q += CK_NR) {
                 const int cols = hs - q < CK_NR ? hs - q : CK_NR;
                 if (rows == CK_MR && cols == CK_NR) {
-                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, dst + q, c, 0, NULL, CK_ACT_NONE);
+                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, dst + q, c, 0, NULL, CK_ACT_NONE, NULL, 0);
                 } else {
-                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, tile, CK_NR, 0, NULL, CK_ACT_NONE);
+                    CK_MICROKERNEL(kc, pa, vp + (size_t)q * t, tile, CK_NR, 0, NULL, CK_ACT_NONE, NULL, 0);
                     for (int r = 0; r < rows; r++)
                         for (int j = 0; j < cols; j++) dst[(size_t)r * c + q + j] = tile[r * CK_NR + j];
                 }
