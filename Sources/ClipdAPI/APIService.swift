@@ -263,7 +263,7 @@ public final class APIService: Sendable {
         ])
     }
 
-    static func tagJSON(_ tag: ClipdDatabase.RecordTag) -> JSONOutput {
+    static func tagJSON(_ tag: StoredTag) -> JSONOutput {
         .object([("label_set", .string(tag.labelSet)), ("label", .string(tag.label)), ("score", .float(tag.score)), ("rank", .int(Int64(tag.rank)))])
     }
 

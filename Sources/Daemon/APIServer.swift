@@ -33,7 +33,7 @@ public struct APIServer: Sendable {
                                     asyncHandler: Daemon.handler(health: health, metricsText: metricsText, api: { api.value }))
         var configuration = ServiceGroupConfiguration(services: [
             .init(service: endpoint),
-            .init(service: APIBackendService(server: self, health: health, api: api)),
+            .init(service: BodyService { try await self.runBackend(health: health, api: api) }),
         ], logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         configuration.maximumGracefulShutdownDuration = .seconds(10)
@@ -76,15 +76,5 @@ public struct APIServer: Sendable {
         try? await gracefulShutdown()
         api.withLock { $0 = nil }
         await connection.close()
-    }
-}
-
-struct APIBackendService: Service {
-    let server: APIServer
-    let health: HealthState
-    let api: Locked<APIService?>
-
-    func run() async throws {
-        try await server.runBackend(health: health, api: api)
     }
 }

@@ -53,7 +53,7 @@ public struct Daemon: Sendable {
                                         asyncHandler: Self.handler(health: health, metricsText: metricsText, api: { api.value }))
             services.append(.init(service: endpoint))
         }
-        services.append(.init(service: DaemonCoreService(daemon: self, health: health, api: api), successTerminationBehavior: .gracefullyShutdownGroup))
+        services.append(.init(service: BodyService { try await self.runCore(health: health, api: api) }, successTerminationBehavior: .gracefullyShutdownGroup))
         var configuration = ServiceGroupConfiguration(services: services, logger: logger)
         configuration.gracefulShutdownSignals = [.sigterm, .sigint]
         // The core's own group bounds the drain; this bounds set-up that does not end by itself.
@@ -279,16 +279,5 @@ extension DaemonConfig {
             assignments.revoked(partitions.map(TopicPartition.init))
         }
         return consumer
-    }
-}
-
-/// The daemon proper as a service next to the HTTP endpoint.
-struct DaemonCoreService: Service {
-    let daemon: Daemon
-    let health: HealthState
-    let api: Locked<APIService?>
-
-    func run() async throws {
-        try await daemon.runCore(health: health, api: api)
     }
 }

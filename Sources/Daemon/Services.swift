@@ -7,6 +7,16 @@ import Postgres
 import Storage
 import ServiceLifecycle
 
+/// A service that runs one async body: the daemon proper, or `clipd serve`'s backend, next to
+/// the HTTP endpoint in one ServiceGroup.
+struct BodyService: Service {
+    let body: @Sendable () async throws -> Void
+
+    func run() async throws {
+        try await body()
+    }
+}
+
 /// Runs the Kafka consumer (polling, rebalances) until the pipeline has drained, then leaves
 /// the group and flushes the dead-letter producer (if a dead letter created it).
 struct ConsumerService: Service {

@@ -17,16 +17,6 @@ extension ClipdDatabase {
         public var updatedAt: Date
     }
 
-    /// One tag row as readers see it.
-    public struct RecordTag: Sendable, Equatable {
-        public var recordID: String
-        public var modelVersionID: Int64
-        public var labelSet: String
-        public var label: String
-        public var score: Float
-        public var rank: Int32
-    }
-
     /// One model version's embedding of a record.
     public struct RecordEmbedding: Sendable, Equatable {
         public var modelVersionID: Int64
@@ -50,7 +40,7 @@ extension ClipdDatabase {
     }
 
     /// Tags of `recordIDs` (all versions when `modelVersionID` is nil), by record, label set and rank.
-    public func tags(recordIDs: [String], modelVersionID: Int64?) async throws -> [RecordTag] {
+    public func tags(recordIDs: [String], modelVersionID: Int64?) async throws -> [StoredTag] {
         guard !recordIDs.isEmpty else { return [] }
         return try await connection.query("""
             SELECT record_id, model_version_id, label_set, label, score, rank
@@ -58,7 +48,7 @@ extension ClipdDatabase {
              WHERE record_id = ANY(\(recordIDs)) AND (\(modelVersionID)::bigint IS NULL OR model_version_id = \(modelVersionID))
              ORDER BY record_id, model_version_id DESC, label_set, rank
             """).map {
-            RecordTag(recordID: try $0.decode(String.self, at: 0), modelVersionID: try $0.decode(Int64.self, at: 1),
+            StoredTag(recordID: try $0.decode(String.self, at: 0), modelVersionID: try $0.decode(Int64.self, at: 1),
                       labelSet: try $0.decode(String.self, at: 2), label: try $0.decode(String.self, at: 3),
                       score: try $0.decode(Float.self, at: 4), rank: try $0.decode(Int32.self, at: 5))
         }

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Daemon
 import Foundation
-import Logging
-import Metrics
-import Prometheus
 
 /// `clipd run`: the daemon.
 struct RunCommand: AsyncParsableCommand {
@@ -113,28 +110,14 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let cfg: DaemonConfig
-        do {
-            cfg = try DaemonConfig.layered(file: config.map { ($0, FileManager.default.contents(atPath: $0)) },
-                                           environment: ProcessInfo.processInfo.environment, overrides: overrides)
-        } catch let error as DaemonError {
-            throw CommandFailure(error.description)
-        }
-        ProcessSecrets.add(connection: cfg.databaseURL)
+        let cfg = try DaemonStartup.configuration(file: config, overrides: overrides)
         if printConfig {
             printLine(cfg.redactedJSON)
             return
         }
         let logger = makeLogger("clipd.run")
         logger.info("\(BLASSelection.current.summary)")
-        // Metrics: swift-metrics → Prometheus text on /metrics.
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let daemon = Daemon(config: cfg, logger: logger, stopWhenIdle: stopWhenIdle) {
-            var buffer = [UInt8]()
-            registry.emit(into: &buffer)
-            return MetricsHelp.annotate(String(decoding: buffer, as: UTF8.self))
-        }
+        let daemon = Daemon(config: cfg, logger: logger, stopWhenIdle: stopWhenIdle, metricsText: DaemonStartup.bootstrapMetrics())
         do { try await daemon.run() } catch let error as DaemonError { throw CommandFailure(error.description) }
     }
 }

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Daemon
 import Foundation
-import Logging
-import Metrics
-import Prometheus
 
 /// `clipd serve`: the HTTP API and web page against the database, without the stream.
 struct ServeCommand: AsyncParsableCommand {
@@ -30,22 +27,8 @@ struct ServeCommand: AsyncParsableCommand {
         for (k, v) in pairs { if let v { overrides[k] = v } }
         if !allowFileRoot.isEmpty { overrides["allow_file_roots"] = allowFileRoot }
         if allowPrivateNetworks { overrides["allow_private_networks"] = true }
-        let cfg: DaemonConfig
-        do {
-            cfg = try DaemonConfig.layered(file: config.map { ($0, FileManager.default.contents(atPath: $0)) },
-                                           environment: ProcessInfo.processInfo.environment, overrides: overrides)
-        } catch let error as DaemonError {
-            throw CommandFailure(error.description)
-        }
-        ProcessSecrets.add(connection: cfg.databaseURL)
-        let logger = makeLogger("clipd.serve")
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let server = APIServer(config: cfg, logger: logger) {
-            var buffer = [UInt8]()
-            registry.emit(into: &buffer)
-            return MetricsHelp.annotate(String(decoding: buffer, as: UTF8.self))
-        }
+        let cfg = try DaemonStartup.configuration(file: config, overrides: overrides)
+        let server = APIServer(config: cfg, logger: makeLogger("clipd.serve"), metricsText: DaemonStartup.bootstrapMetrics())
         do { try await server.run() } catch let error as DaemonError { throw CommandFailure(error.description) }
     }
 }
